@@ -1,0 +1,1 @@
+"""Cross-checks, circuit demos and circuit benchmarks, one module per family of circuits."""

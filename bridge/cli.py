@@ -1,0 +1,297 @@
+"""The ``credit`` command line (also ``python -m bridge``).
+
+Subcommands: ``run`` (the main job on embedded defaults), ``train``, ``circuit``, ``crossval``,
+``reproduce``, ``bench``.  Each has ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from plasticity import LOSSES, RULES, TRANSFERS
+from plasticity._validate import parse_sizes
+
+from . import registry
+
+RUN_ORDER = ["bp", "fa", "frfb", "dfa", "urfb", "pbp", "ndi", "di", "np", "rf"]
+
+
+def _sizes(text):
+    try:
+        return parse_sizes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _rule_param(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--rule-param takes KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    for conv in (int, float):
+        try:
+            return k, conv(v)
+        except ValueError:
+            pass
+    return k, v
+
+
+def _print_table(rows, columns):
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+
+
+def _fmt(x, spec=".4g"):
+    if x is None:
+        return "-"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_fmt(v, ".1f") for v in x) + "]"
+    return format(x, spec)
+
+
+# ----------------------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    """Train every available rule on the embedded digits task and compare them."""
+    from .plots import plot_history
+    from .train import TrainConfig, run_experiment
+
+    registry.load_rules()
+    rules = args.rules or [r for r in RUN_ORDER if r in RULES]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, histories, summaries = [], {}, {}
+    for name in rules:
+        cfg = TrainConfig(task=args.task, rule=name, epochs=args.epochs, seed=args.seed,
+                          out=str(out / name), quiet=args.quiet, evals_per_epoch=1)
+        if not args.quiet:
+            print(f"training {name} on {args.task} …", file=sys.stderr)
+        s = run_experiment(cfg)
+        fin = s["final"]
+        histories[name] = s["history"]
+        summaries[name] = {k: v for k, v in s.items() if k not in ("history", "model")}
+        rows.append({"rule": name, "test_loss": _fmt(fin["test_loss"]),
+                     "test_error": _fmt(fin.get("test_error"), ".2%") if "test_error" in fin else _fmt(fin.get("test_nse")),
+                     "angle_bp_deg (mean)": _fmt(fin.get("angle_bp_deg_mean")),
+                     "seconds": _fmt(fin["seconds"], ".1f")})
+    plot_history(histories, out / "figures", title=f"{args.task}: all rules")
+    (out / "summary.json").write_text(json.dumps({"task": args.task, "seed": args.seed, "rules": summaries}, indent=2))
+    print()
+    _print_table(rows, ["rule", "test_loss", "test_error", "angle_bp_deg (mean)", "seconds"])
+    print(f"\nresults: {out}/ (summary.json, figures/*.png, one folder per rule)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from .train import TrainConfig, run_experiment
+
+    registry.load_rules()
+    over = {k: getattr(args, k) for k in ("task", "rule", "sizes", "activation", "output_activation", "loss",
+                                          "epochs", "lr", "batch_size", "seed", "data_dir", "n_train", "n_test",
+                                          "momentum", "weight_decay", "sparsity", "feedback_sparsity",
+                                          "epsilon", "alpha", "mu", "dtype", "device")}
+    over["rule_params"] = dict(args.rule_param) if args.rule_param else None
+    if args.config:
+        cfg = TrainConfig.from_toml(args.config, **over)
+    else:
+        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+    cfg.quiet = args.quiet
+    cfg.out = args.out or str(Path("runs") / f"{cfg.task}-{cfg.rule}-seed{cfg.seed}")
+    s = run_experiment(cfg)
+    fin = s["final"]
+    print(json.dumps({"rule": s["rule"], "task": s["task"], "seed": s["seed"],
+                      "final": {k: fin[k] for k in fin}}, indent=2, default=str))
+    print(f"results: {cfg.out}/")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- circuit
+def cmd_circuit(args) -> int:
+    registry.load(registry.DEMO_MODULES)
+    if args.name not in registry.DEMOS:
+        print(f"unknown circuit {args.name!r}; valid: {', '.join(sorted(registry.DEMOS))}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("runs") / f"circuit-{args.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = registry.DEMOS[args.name](out, args.seed)
+    for p in paths:
+        print(p)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ crossval
+def cmd_crossval(args) -> int:
+    registry.load(registry.CHECK_MODULES)
+    names = sorted(registry.CHECKS)
+    if args.only:
+        unknown = [n for n in args.only if n not in registry.CHECKS]
+        if unknown:
+            print(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(names)}", file=sys.stderr)
+            return 2
+        names = args.only
+    opts = registry.CheckOptions(seed=args.seed, sizes=args.sizes, examples=args.examples,
+                                 data_dir=args.data_dir, quiet=args.quiet)
+    results = []
+    for n in names:
+        t0 = time.perf_counter()
+        if not args.quiet:
+            print(f"running {n} …", file=sys.stderr)
+        for r in registry.CHECKS[n](opts):
+            r.detail = (r.detail + f" ({time.perf_counter() - t0:.1f} s)").strip()
+            results.append(r)
+    rows = [{"check": r.name, "max_rel_diff": f"{r.max_rel_diff:.2e}", "tolerance": f"{r.tolerance:.0e}",
+             "passed": "yes" if r.passed else "NO", "detail": r.detail} for r in results]
+    _print_table(rows, ["check", "max_rel_diff", "tolerance", "passed", "detail"])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"checks": [r.as_dict() for r in results]}, indent=2))
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"\nall {len(results)} checks passed")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- reproduce
+def _examples_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "examples"
+
+
+def _reproductions() -> dict:
+    ex = _examples_dir()
+    found = {}
+    if ex.is_dir():
+        for f in sorted(ex.glob("*_*/*.py")):
+            if f.name.startswith("_"):
+                continue
+            found[f"{f.parent.name}/{f.stem}"] = f
+    return found
+
+
+def cmd_reproduce(args) -> int:
+    import runpy
+
+    found = _reproductions()
+    if args.name is None or args.name not in found:
+        if args.name is not None:
+            print(f"unknown reproduction {args.name!r}", file=sys.stderr)
+        print("available: " + (", ".join(found) or f"none (no examples/ folder beside {Path(__file__).parent})"))
+        return 0 if args.name is None else 2
+    mod = runpy.run_path(str(found[args.name]), run_name="credit_reproduce")
+    return int(mod["main"](args.rest) or 0)
+
+
+# --------------------------------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    registry.load(registry.BENCH_MODULES)
+    opts = registry.BenchOptions(repeats=args.repeats, quick=args.quick, seed=args.seed, only=args.only or [])
+    names = [n for n in registry.BENCHES if not opts.only or n in opts.only]
+    results = []
+    for n in names:
+        if not args.quiet:
+            print(f"bench {n} …", file=sys.stderr)
+        results.extend(registry.BENCHES[n](opts))
+    _print_table([{k: (_fmt(v) if isinstance(v, float) else v) for k, v in r.items()} for r in results],
+                 ["name", "value", "unit", "ratio"])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"results": results}, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="credit", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train every rule on the embedded digits task (no files, no network)")
+    r.add_argument("--out", default="runs/credit-run", help="results folder (default: %(default)s)")
+    r.add_argument("--task", default="digits", help="an embedded task (default: %(default)s)")
+    r.add_argument("--rules", nargs="+", help="rules to compare (default: all available)")
+    r.add_argument("--epochs", type=int, default=None, help="epochs per rule (default: the task's)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train one network with one rule")
+    t.add_argument("--task", help="lillicrap-linear lillicrap-nonlinear digits mnist fashion-mnist cifar10")
+    t.add_argument("--rule", help="bp fa frfb dfa urfb pbp ndi (and di np rf)")
+    t.add_argument("--sizes", type=_sizes, help="layer sizes, e.g. 30-20-10")
+    t.add_argument("--activation", help=" ".join(TRANSFERS))
+    t.add_argument("--output-activation", help="transfer of the output layer (default: the task's)")
+    t.add_argument("--loss", help=" ".join(LOSSES))
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int, help="1 = online learning")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--sparsity", type=float, help="fraction of W fixed at zero (e.g. 0.5)")
+    t.add_argument("--feedback-sparsity", type=float, help="fraction of R fixed at zero")
+    t.add_argument("--epsilon", type=float, help="URFB feedback learning ratio ε ∈ [0, 1]")
+    t.add_argument("--alpha", type=float, help="NDI/DI leak α ≥ 0")
+    t.add_argument("--mu", type=float, help="hinge weight of wrong classes, 0 < μ ≤ 1")
+    t.add_argument("--rule-param", action="append", type=_rule_param, metavar="KEY=VALUE",
+                   help="any other rule parameter (repeatable)")
+    t.add_argument("--n-train", type=int, help="use only the first N training examples")
+    t.add_argument("--n-test", type=int, help="use only the first N test examples")
+    t.add_argument("--dtype", choices=["float32", "float64"])
+    t.add_argument("--device", help="torch device, e.g. cpu or cuda")
+    t.add_argument("--data-dir", default=os.environ.get("CREDIT_DATA_DIR"),
+                   help="folder with MNIST/Fashion-MNIST IDX files (or env CREDIT_DATA_DIR)")
+    t.add_argument("--config", help="TOML file with any of these options (flags override it)")
+    t.add_argument("--out", help="results folder (default: runs/TASK-RULE-seedN)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("circuit", help="simulate one Brian2 circuit and save trace plots")
+    c.add_argument("name", help="output-error, feedback-gate, layered, controller, recirculation, node-perturbation")
+    c.add_argument("--out", help="folder for the plots (default: runs/circuit-NAME)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_circuit)
+
+    x = sub.add_parser("crossval", help="run each circuit against its matrix twin; non-zero exit on failure")
+    x.add_argument("--only", nargs="+", metavar="NAME", help="run only these checks")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--sizes", type=_sizes, help="layer sizes for the layered checks, e.g. 784-100-10")
+    x.add_argument("--examples", type=int, help="number of training examples for the learning checks")
+    x.add_argument("--data-dir", default=os.environ.get("CREDIT_DATA_DIR"))
+    x.add_argument("--json", help="write {\"checks\": [...]} here")
+    x.add_argument("--quiet", action="store_true")
+    x.set_defaults(func=cmd_crossval)
+
+    e = sub.add_parser("reproduce", help="run a paper-figure script from examples/ (no NAME: list them)")
+    e.add_argument("name", nargs="?", help="e.g. Lillicrap_2016/fig1")
+    e.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the script, e.g. --quick")
+    e.set_defaults(func=cmd_reproduce)
+
+    b = sub.add_parser("bench", help="step times of each rule against plain torch backprop (one process)")
+    b.add_argument("--json", help="write {\"results\": [...]} here")
+    b.add_argument("--repeats", type=int, default=30, help="timed steps per implementation")
+    b.add_argument("--quick", action="store_true", help="fewer repeats and smaller circuit sizes")
+    b.add_argument("--only", nargs="+", metavar="NAME", help="benchmark groups to run")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"credit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

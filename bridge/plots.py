@@ -1,0 +1,45 @@
+"""Figures for training runs: loss/error curves and update angles, one line per rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_history(histories: dict, folder, title: str = "") -> list[Path]:
+    """Write ``loss.png`` (and ``angles.png`` when there are hidden layers) to ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for rule, hist in histories.items():
+        ep = [r["epoch"] for r in hist]
+        axes[0].plot(ep, [r["test_loss"] for r in hist], label=rule)
+        key = "test_error" if "test_error" in hist[0] else "test_nse"
+        axes[1].plot(ep, [r[key] for r in hist], label=rule)
+    axes[0].set(xlabel="epoch", ylabel="test loss", yscale="log", title=title)
+    axes[1].set(xlabel="epoch", ylabel=key.replace("_", " "), yscale="log")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(folder / "loss.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    if any(r.get("angle_bp_deg") for h in histories.values() for r in h):
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for rule, hist in histories.items():
+            rows = [r for r in hist if r.get("angle_bp_deg")]
+            for l in range(len(rows[0]["angle_bp_deg"]) if rows else 0):
+                ax.plot([r["epoch"] for r in rows], [r["angle_bp_deg"][l] for r in rows],
+                        label=f"{rule} h{l + 1}")
+        ax.axhline(90, color="0.6", lw=0.8, ls="--")
+        ax.set(xlabel="epoch", ylabel="∠(δ_rule, δ_BP) [deg]", ylim=(0, 100), title="update angle to backprop")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        paths.append(folder / "angles.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths

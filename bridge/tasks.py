@@ -1,0 +1,57 @@
+"""Named tasks with their papers' defaults (architecture, transfer, loss, initial scales).
+
+A task's defaults fill every training option the user leaves unset; see :class:`bridge.train.TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    sizes: tuple
+    activation: str
+    output_activation: str
+    loss: str
+    lr: float
+    epochs: int
+    batch_size: int
+    weight_scale: float | None = None
+    feedback_scale: float | None = None
+    bias: bool = True
+    data_kwargs: dict = field(default_factory=dict)
+    source: str = ""
+
+
+TASKS: dict[str, TaskDefaults] = {
+    # Lillicrap 2016 Methods, task 1: 30-20-10 linear, W ~ U(±0.01), B ~ U(±0.5), squared error.
+    "lillicrap-linear": TaskDefaults(
+        (30, 20, 10), "linear", "linear", "mse", lr=0.005, epochs=20, batch_size=1,
+        weight_scale=0.01, feedback_scale=0.5, bias=False,
+        data_kwargs={"n_train": 1000, "n_test": 500}, source="Lillicrap 2016, task 1",
+    ),
+    # Lillicrap 2016 Methods, task 3: tanh hidden units, linear outputs, biases.
+    "lillicrap-nonlinear": TaskDefaults(
+        (30, 20, 10, 10), "tanh", "linear", "mse", lr=0.005, epochs=20, batch_size=1,
+        weight_scale=0.1, feedback_scale=0.5, bias=True,
+        data_kwargs={"n_train": 2000, "n_test": 5000}, source="Lillicrap 2016, task 3",
+    ),
+    "digits": TaskDefaults(
+        (64, 100, 10), "tanh", "linear", "ce", lr=0.05, epochs=20, batch_size=16,
+        source="scikit-learn digits (embedded)",
+    ),
+    # Lillicrap 2016 task 2: 784-1000-10 logistic units, one-hot targets, squared error.
+    "mnist": TaskDefaults(
+        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.5, epochs=20, batch_size=32,
+        weight_scale=0.05, feedback_scale=0.05, source="Lillicrap 2016, task 2",
+    ),
+    "fashion-mnist": TaskDefaults(
+        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.5, epochs=20, batch_size=32,
+        weight_scale=0.05, feedback_scale=0.05, source="Lillicrap 2016 task 2 settings on Fashion-MNIST",
+    ),
+    "cifar10": TaskDefaults(
+        (3072, 1000, 1000, 1000, 10), "tanh", "linear", "ce", lr=0.01, epochs=20, batch_size=64,
+        source="lossy CIFAR-10 stand-in (JPEG q75)",
+    ),
+}

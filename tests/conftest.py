@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared MNIST / Fashion-MNIST / CIFAR stand-in folder (``../shared/data``)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+def pytest_configure(config):
+    # keep matplotlib off any display and quiet
+    os.environ.setdefault("MPLBACKEND", "Agg")
