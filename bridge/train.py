@@ -275,8 +275,11 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True) -> dict:
         lines = open(out / "metrics.jsonl", "w")
     t0 = time.perf_counter()
     try:
-        history = train(model, data, loss, cfg,
-                        log=None if lines is None else (lambda row: (lines.write(json.dumps(_jsonable(row)) + "\n"), lines.flush())))
+        def log(row):
+            lines.write(json.dumps(_jsonable(row)) + "\n")
+            lines.flush()
+
+        history = train(model, data, loss, cfg, log=None if lines is None else log)
     finally:
         if lines is not None:
             lines.close()

@@ -25,7 +25,7 @@ Mapping to the papers:
 """
 
 from .connectivity import random_mask
-from .losses import LOSSES, CrossEntropy, Hinge, Loss, MSE, get_loss
+from .losses import LOSSES, MSE, CrossEntropy, Hinge, Loss, get_loss
 from .network import Forward, forward, increments, output_signal, sgd_step, teaching_signals
 from .rules import BP, DFA, FA, FRFB, NDI, PBP, RULES, URFB, Rule, make_rule, register_rule
 from .transfers import TRANSFERS, Transfer, get_transfer

@@ -182,5 +182,7 @@ def test_out_of_range_parameters_name_the_parameter_and_range(make, words):
 
 def test_specs_are_immutable():
     r = P.URFB(epsilon=0.5)
-    with pytest.raises(Exception):
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
         r.epsilon = 0.7
