@@ -7,6 +7,7 @@ data, the network and the loss, trains, and writes::
     OUT/metrics.jsonl    one JSON line per evaluation
     OUT/summary.json     rule, task, seed and the final metrics
     OUT/figures/*.png    loss and angle curves
+    OUT/checkpoint.pt    the trained state_dict with its configuration
 """
 
 from __future__ import annotations
@@ -288,6 +289,7 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True) -> dict:
                "final": _final(history, seconds)}
     if out is not None:
         (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+        torch.save({"state_dict": model.state_dict(), "config": dataclasses.asdict(cfg)}, out / "checkpoint.pt")
         from .plots import plot_history
 
         plot_history({cfg.rule: history}, out / "figures", title=f"{cfg.task}")
