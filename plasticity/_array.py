@@ -71,6 +71,7 @@ class _NumpyOps:
 
     tanh = staticmethod(np.tanh)
     abs = staticmethod(np.abs)
+    sign = staticmethod(np.sign)
     maximum = staticmethod(np.maximum)
     sum = staticmethod(np.sum)
     zeros_like = staticmethod(np.zeros_like)
@@ -119,6 +120,9 @@ class _TorchOps:
 
     def abs(self, a):
         return self.t.abs(a)
+
+    def sign(self, a):
+        return self.t.sign(a)
 
     def maximum(self, a, b):
         if not self.t.is_tensor(b):
