@@ -1,0 +1,124 @@
+"""Shared Brian2 helpers: code-generation target, weight layout, quiet logging.
+
+Code-generation target
+----------------------
+Circuits never set ``prefs.codegen.target`` at import.  Each circuit stores the target it was
+built for and runs inside :func:`codegen_target`, which sets the preference for the duration of
+the ``Network.run`` call and restores the previous value afterwards.
+
+* ``'numpy'`` (default): no compiler, generated Python is built at every ``run()`` call
+  (tens of milliseconds per code object), fast enough for small circuits and for tests.
+* ``'cython'``: compiled loops, worth it for synapse-heavy networks (784-1000-10).  Each code
+  object is compiled once and cached on disk in Brian2's default cache directory,
+  ``~/.cython/brian_extensions`` (to move it, set Brian2's own preference
+  ``prefs.codegen.runtime.cython.cache_dir`` before the first run; nothing here changes it).  The cache
+  key is the generated code, so it survives processes: a second session, or a second test, pays
+  no compilation as long as the object names, array shapes compiled into code (TimedArray
+  capacities) and equations are unchanged — the circuits give every object a fixed name for
+  this reason.
+
+Weight layout
+-------------
+A torch-style ``W`` (post, pre) lives in a ``Synapses`` object as one value per synapse.  The
+helpers index through ``S.i`` (pre) and ``S.j`` (post), so they do not depend on the order in
+which ``connect`` created the synapses (``connect(True)`` happens to be pre-major, i.e.
+``S.w[:] == W.T.ravel()``), and they also work for sparse connectivity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+
+TARGETS = ("numpy", "cython")
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"unknown code-generation target {target!r}; valid: {', '.join(TARGETS)}")
+    return target
+
+
+@contextlib.contextmanager
+def codegen_target(target: str = "numpy"):
+    """Set ``brian2.prefs.codegen.target`` for the duration of the block, then restore it."""
+    from brian2 import prefs
+
+    check_target(target)
+    old = prefs.codegen.target
+    prefs.codegen.target = target
+    try:
+        yield
+    finally:
+        prefs.codegen.target = old
+
+
+def cython_cache_dir() -> str:
+    """Where Brian2 keeps compiled cython code objects (its default unless the user set one)."""
+    import os
+
+    from brian2 import prefs
+
+    d = prefs.codegen.runtime.cython.cache_dir
+    return d if d else os.path.join(os.path.expanduser("~"), ".cython", "brian_extensions")
+
+
+def quiet_brian(level: int = logging.WARNING) -> None:
+    """Lower Brian2's console chatter (its INFO messages about code generation)."""
+    from brian2 import BrianLogger
+
+    if level >= logging.ERROR:
+        BrianLogger.log_level_error()
+    else:
+        BrianLogger.log_level_warn()
+
+
+def set_matrix(S, var: str, W, *, layout: str = "post_pre") -> None:
+    """Write a dense matrix into the synaptic variable ``var``.
+
+    ``layout='post_pre'``: ``W`` has shape (N_post, N_pre) like ``nn.Linear.weight`` (a
+    feed-forward W_l); ``'pre_post'``: shape (N_pre, N_post) (a feedback R_l, which carries
+    signals from the post- back to the presynaptic group).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    i, j = np.asarray(S.i[:]), np.asarray(S.j[:])
+    want = (S.target.N, S.source.N) if layout == "post_pre" else (S.source.N, S.target.N)
+    if W.shape != want:
+        raise ValueError(f"{var} must have shape {want} ({layout}), got {W.shape}")
+    values = W[j, i] if layout == "post_pre" else W[i, j]
+    getattr(S, var)[:] = values
+
+
+def get_matrix(S, var: str, *, layout: str = "post_pre") -> np.ndarray:
+    """Read the synaptic variable ``var`` back as a dense float64 matrix (absent synapses = 0)."""
+    i, j = np.asarray(S.i[:]), np.asarray(S.j[:])
+    values = np.asarray(getattr(S, var)[:], dtype=np.float64)
+    if layout == "post_pre":
+        out = np.zeros((S.target.N, S.source.N))
+        out[j, i] = values
+    else:
+        out = np.zeros((S.source.N, S.target.N))
+        out[i, j] = values
+    return out
+
+
+def set_weights(S, W, var: str = "w") -> None:
+    """Torch-layout ``W`` (post, pre) into ``S.<var>``."""
+    set_matrix(S, var, W, layout="post_pre")
+
+
+def get_weights(S, var: str = "w") -> np.ndarray:
+    """``S.<var>`` as a torch-layout (post, pre) float64 matrix."""
+    return get_matrix(S, var, layout="post_pre")
+
+
+def set_feedback(S, R, var: str = "r") -> None:
+    """Feedback ``R`` (pre, post) — Amit's R_l (d_{l−1}, d_l) — into ``S.<var>``."""
+    set_matrix(S, var, R, layout="pre_post")
+
+
+def get_feedback(S, var: str = "r") -> np.ndarray:
+    """``S.<var>`` as a (pre, post) float64 matrix."""
+    return get_matrix(S, var, layout="pre_post")
