@@ -1,0 +1,753 @@
+"""Dynamic inversion (DI): error propagation as the steady state of a leaky integral controller.
+
+Podlaski & Machens (2020), §3–4, eq. 5–16, Supplement S1–S2, S9 and Algorithms 1–3.
+
+Single layer, controller architecture (eq. 5, 8 and 14; Algorithm 1)::
+
+    dδ_{l−1}/dt = −δ_{l−1} + B_l u_l                                   (5)
+    du_l/dt     = −α u_l + W_l g(δ_{l−1}) − δ_l                        (8), (14)
+
+with the fixed point ``W_l g(δ_{l−1}) = δ_l + α u_l`` (eq. 15); for linear g
+``δ_{l−1} = B(WB − αI)⁻¹ δ_l = (BW − αI)⁻¹ B δ_l`` — NDI's closed form (eq. 10).
+
+Expanding-layer architecture (Supplement S1–S2)::
+
+    dδ_{l−1}/dt = −α δ_{l−1} + B_l e_l,   e_l = δ̃_l − δ_l              (S1)
+    dδ̃_l/dt     = −δ̃_l + W_l g(δ_{l−1})                                 (S2)
+
+S1 is printed as ``−αδ + Bδ_l − Bδ̃_l = −αδ + B e_l``; the two halves differ in sign.  We use
+the right-hand form ``B e_l`` with ``e_l = δ̃_l − δ_l`` (§3): it is the one whose stability
+matrix is ``BW − αI`` as the Supplement states, whose fixed point is eq. 10's
+``(BW − αI)⁻¹B δ_l``, and for which Tr-Init ``B = −W(0)ᵀ`` is stable, as for the controller.
+
+What g is (eq. 14–16, §4.2)
+---------------------------
+``g`` is the *forward* transfer of layer l−1 (``a_l = W_l g(a_{l−1})``), applied to the error
+variable δ_{l−1} itself — not to ``a_{l−1}``.  The inversion therefore carries no derivative
+gate: "the derivative of the nonlinear transfer function does not need to be applied, as it
+is implicitly incorporated in the inversion" (§4.2), so :class:`DI` has ``gated = False`` and the
+torch engine skips the ``g'(a)`` factor.  Weights then change "as in eq. 2",
+``ΔW_l ∝ −δ_l h_{l−1}ᵀ`` (paper sign).  Two consequences for an implementation:
+
+* For nonlinear g, DI is *not* homogeneous in δ: it must run on each example's own δ at its
+  true scale — not on the 1/n-scaled batch-mean gradient that autograd hands a layer.
+* Signs: the paper's δ is ``∂L/∂a``; this package's is ``−∂L/∂a``.  The pure functions below
+  work in the paper's sign; :meth:`DI.propagate` and :meth:`DI.reference_signals` convert
+  (``δ_{l−1} = −DI(−δ_l)``), which matters only for g that are not odd (logistic, ReLU).
+
+Chains of layers (§4.1, Algorithms 1–3)
+---------------------------------------
+* ``sequential`` (Alg. 1, Fig. 2A): invert layer L, then L−1 with the converged δ_{L−1} as
+  target, …; each pair runs to convergence.
+* ``repeat-layer`` (Alg. 2, Fig. 2B): all pairs run at once, each controller chasing the
+  current (not yet converged) δ of the pair above; same fixed point as ``sequential``.
+* ``single-loop`` (Alg. 3, Fig. 2C): the output controller u_L feeds δ_1 through one matrix B;
+  δ_2 … δ_{L−1} follow ``dδ_k/dt = −δ_k + W_k g(δ_{k−1})``.  Here B is the product of the
+  layers' feedback matrices, ``B = −(−R_2)(−R_3)…(−R_L)`` (d_1 × d_L), so Tr-Init of every R_l
+  gives ``B = −(W_L ⋯ W_2)ᵀ``.
+
+Explicit Euler, exactly as the pseudocode: **Gauss–Seidel order** — each line uses the
+values already updated on the lines above it in the same step (Alg. 1: δ first, then u with
+the new δ).  (The authors' released code updates u first; we follow the paper's pseudocode.)
+The Brian2 twin (:mod:`circuits.controller`) schedules its populations in the same order.
+
+Linear stability (Supplement S9): the Jacobian of (δ_{l−1}, u_l) is
+``[[−I, B], [W, −αI]]``; for the S1–S2 architecture (δ_{l−1}, δ̃_l) it is
+``[[−αI, B], [W, −I]]``.  Both have, for every eigenvalue μ of ``WB`` (or ``BW``),
+the two eigenvalues λ with ``(λ + 1)(λ + α) = μ``, and the rest at −1 or −α —
+:func:`stability` uses this when ``reduced=True``.  Smoothed spectral abscissa (SSA,
+Vanbiervliet et al. 2009, as used in §7.3) optimisation of B: :func:`ssa`, :func:`stabilize`.
+
+Symbols, paper → code
+---------------------
+=====================  =========================================================
+paper                  code
+=====================  =========================================================
+δ_l (target, ∂L/∂a_l)  ``target`` / ``delta_l`` (paper sign; rows = examples)
+δ_{l−1}(t)             ``delta`` (n, d_{l−1});  single loop: ``xs[0]`` … ``xs[-1]``
+u_l(t)                 ``u`` (n, d_l)
+δ̃_l (S2)              ``readout`` (n, d_l)
+W_l                    ``W`` (d_l, d_{l−1}), as ``nn.Linear.weight``
+B_l                    ``B`` = the package's ``R_l`` (d_{l−1}, d_l)
+α                      ``alpha`` (leak of the controller; of δ in S1)
+g                      ``g``: a :class:`plasticity.transfers.Transfer` or its name
+dt, tsteps             ``dt`` (dimensionless, in units of the δ time constant), ``max_steps``
+M_l (S9)               :func:`system_matrix`
+=====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ._array import is_torch, ops
+from ._validate import check_choice, check_range
+from .rules import NDI, Rule, register_rule
+from .transfers import Transfer, get_transfer
+
+CHAINS = ("sequential", "repeat-layer", "single-loop")
+ARCHITECTURES = ("controller", "expanding")
+METHODS = ("euler", "steady")
+INITS = ("tr", "random")
+#: Explicit Euler of eq. 5 has the factor (1 − dt) on δ; dt ≤ 1 keeps that factor in [0, 1).
+DT_MAX = 1.0
+
+
+class StabilityError(RuntimeError):
+    """DI dynamics diverged, or SSA optimisation could not make them stable."""
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _g(g) -> Transfer:
+    return get_transfer("linear" if g is None else g)
+
+
+def _sq(x):
+    """Per-example squared norm, shape (n,)."""
+    return (x * x).sum(-1)
+
+
+def _zeros(like, d):
+    """Zeros of shape (n, d) with the array type, dtype and device of ``like`` (n, ·)."""
+    o = ops(like)
+    if o.name == "numpy":
+        return np.zeros((like.shape[0], d), dtype=like.dtype)
+    return o.t.zeros((like.shape[0], d), dtype=like.dtype, device=like.device)
+
+
+def _to_float(x) -> float:
+    return float(x.max()) if hasattr(x, "max") else float(x)
+
+
+def _check_controller_shapes(W, B, alpha, architecture):
+    d_l, d_prev = W.shape
+    if tuple(B.shape) != (d_prev, d_l):
+        raise ValueError(f"B must have shape (d_{{l-1}}, d_l) = {(d_prev, d_l)}, got {tuple(B.shape)}")
+    if alpha == 0 and architecture == "controller" and d_l > d_prev:
+        raise ValueError(
+            f"DI controller with alpha=0 on an expanding layer (d_l={d_l} > d_l-1={d_prev}) has no stable "
+            "fixed point (WB is singular, Podlaski §3.2); use alpha > 0 or architecture='expanding' (S1-S2)")
+    if alpha == 0 and architecture == "expanding" and d_l < d_prev:
+        raise ValueError(
+            f"DI S1-S2 architecture with alpha=0 on a contracting layer (d_l={d_l} < d_l-1={d_prev}) has no "
+            "unique fixed point (BW is singular); use alpha > 0 or architecture='controller'")
+
+
+# ----------------------------------------------------------------------------------------------
+# one explicit-Euler step (Algorithms 1–3), paper sign
+# ----------------------------------------------------------------------------------------------
+
+
+def euler_step(W, B, target, delta, u, g="linear", alpha=1e-3, dt=0.1, *, architecture="controller"):
+    """One step of Algorithm 1, in its order (Gauss–Seidel), batch-first.
+
+    controller (eq. 5, 14)::
+
+        δ ← δ + dt(−δ + B u)
+        u ← u + dt(−α u + W g(δ) − δ_l)          # sees the δ just updated
+
+    expanding (S1, S2), ``u`` holding the readout δ̃::
+
+        δ ← δ + dt(−α δ + B (δ̃ − δ_l))
+        δ̃ ← δ̃ + dt(−δ̃ + W g(δ))
+
+    Returns ``(delta, u)``; no argument is modified.
+    """
+    g = _g(g)
+    if architecture == "controller":
+        delta = delta + dt * (-delta + u @ B.T)
+        u = u + dt * (-alpha * u + g(delta) @ W.T - target)
+    else:
+        delta = delta + dt * (-alpha * delta + (u - target) @ B.T)
+        u = u + dt * (-u + g(delta) @ W.T)
+    return delta, u
+
+
+def loop_euler_step(Ws, B, target, xs, u, gs, alpha=1e-3, dt=0.1):
+    """One step of Algorithm 3 for any depth (Algorithm 1 when ``len(Ws) == 1``).
+
+    ``Ws = [W_2, …, W_L]`` (bottom to top), ``xs = [δ_1, …, δ_{L−1}]``, ``gs = [g_1, …, g_{L−1}]``::
+
+        δ_1 ← δ_1 + dt(−δ_1 + B u_L)
+        δ_k ← δ_k + dt(−δ_k + W_k g_{k−1}(δ_{k−1}))     k = 2 … L−1, in order
+        u_L ← u_L + dt(−α u_L + W_L g_{L−1}(δ_{L−1}) − δ_L)
+    """
+    xs = list(xs)
+    xs[0] = xs[0] + dt * (-xs[0] + u @ B.T)
+    for k in range(1, len(xs)):
+        xs[k] = xs[k] + dt * (-xs[k] + _g(gs[k - 1])(xs[k - 1]) @ Ws[k - 1].T)
+    u = u + dt * (-alpha * u + _g(gs[-1])(xs[-1]) @ Ws[-1].T - target)
+    return xs, u
+
+
+def repeat_euler_step(Ws, Bs, target, deltas, us, gs, alpha=1e-3, dt=0.1, *, architecture="controller"):
+    """One step of Algorithm 2 for any depth: pairs from the top down, each in Alg. 1's order.
+
+    ``Ws = [W_2, …, W_L]``, ``Bs = [B_2, …, B_L]``, ``deltas = [δ_1, …, δ_{L−1}]``,
+    ``us = [u_2, …, u_L]``, ``gs = [g_1, …, g_{L−1}]``.  The pair of layer l uses as its target the
+    value of δ_l already updated in this step (δ_L for the top pair).
+    """
+    deltas, us = list(deltas), list(us)
+    for k in range(len(Ws) - 1, -1, -1):
+        tgt = target if k == len(Ws) - 1 else deltas[k + 1]
+        deltas[k], us[k] = euler_step(Ws[k], Bs[k], tgt, deltas[k], us[k], gs[k], alpha, dt,
+                                      architecture=architecture)
+    return deltas, us
+
+
+# ----------------------------------------------------------------------------------------------
+# simulation with a convergence stop
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DISolution:
+    """Result of a simulation.
+
+    ``deltas``: the δ of every hidden population (one array for a single layer's Alg. 1);
+    ``controls``: u (or δ̃); ``steps``: Euler steps taken; ``converged``: whether the relative
+    change fell below ``tol``; ``trajectory``: ``{name: array (steps + 1, n, d)}`` with
+    entry k the state after k steps, if ``record`` was set.
+    """
+
+    deltas: list
+    controls: list
+    steps: int
+    converged: bool
+    rel_change: float
+    trajectory: dict = field(default_factory=dict)
+
+    @property
+    def delta(self):
+        return self.deltas[0]
+
+    @property
+    def u(self):
+        return self.controls[-1]
+
+
+def _run(step, state, names, *, tol, max_steps, record, check_every=10):
+    """Iterate ``state = step(state)`` (state a flat list of arrays) with a relative-change stop.
+
+    Every ``check_every`` steps (and at the last) the per-example relative change of the
+    whole state, ``‖x_k − x_{k−1}‖ / ‖x_k‖``, is computed; the run stops when its maximum over the
+    batch is ≤ ``tol`` (``tol = 0`` runs exactly ``max_steps``).  Non-finite states raise
+    :class:`StabilityError`.
+    """
+    traj = {nm: [s] for nm, s in zip(names, state)} if record else {}
+    rel, steps, converged = math.inf, 0, False
+    for k in range(1, max_steps + 1):
+        new = step(state)
+        steps = k
+        if record:
+            for nm, s in zip(names, new):
+                traj[nm].append(s)
+        if k % check_every == 0 or k == max_steps:
+            num = sum(_sq(a - b) for a, b in zip(new, state))
+            den = sum(_sq(a) for a in new)
+            total = float(den.sum())
+            if not math.isfinite(total) or total > 1e200:
+                raise StabilityError(f"DI dynamics diverged after {k} steps (state norm² = {total:.3g}); "
+                                     "check stability(W, B, alpha) or reduce dt")
+            ratio = num / (den + 1e-300)
+            rel = math.sqrt(max(_to_float(ratio), 0.0))
+            state = new
+            if tol > 0 and rel <= tol:
+                converged = True
+                break
+        else:
+            state = new
+    if record:
+        o = ops(state[0])
+        stack = (lambda xs: np.stack(xs)) if o.name == "numpy" else (lambda xs: o.t.stack(xs))
+        traj = {nm: stack(v) for nm, v in traj.items()}
+    return state, steps, converged, rel, traj
+
+
+def simulate(W, B, delta_l, g="linear", alpha=1e-3, dt=0.1, tol=1e-8, max_steps=10000, *,
+             architecture="controller", record=False, check_every=10) -> DISolution:
+    """Algorithm 1 for one layer, batched: integrate from δ = u = 0 until the relative change of
+    (δ, u) per step is ≤ ``tol`` for every example, or ``max_steps``.  ``delta_l`` is (n, d_l),
+    paper sign.  ``record=True`` keeps the trajectory (``"delta"``, ``"u"``)."""
+    _check_controller_shapes(W, B, alpha, architecture)
+    z, u0 = _zeros(delta_l, W.shape[1]), _zeros(delta_l, W.shape[0])
+
+    def step(s):
+        return list(euler_step(W, B, delta_l, s[0], s[1], g, alpha, dt, architecture=architecture))
+
+    names = ["delta", "u" if architecture == "controller" else "readout"]
+    (d, u), steps, conv, rel, traj = _run(step, [z, u0], names, tol=tol, max_steps=max_steps,
+                                          record=record, check_every=check_every)
+    return DISolution([d], [u], steps, conv, rel, traj)
+
+
+def simulate_loop(Ws, B, delta_L, gs, alpha=1e-3, dt=0.1, tol=1e-8, max_steps=10000, *, record=False,
+                  check_every=10) -> DISolution:
+    """Algorithm 3 (single loop) for any depth; see :func:`loop_euler_step`."""
+    xs = [_zeros(delta_L, W.shape[1]) for W in Ws]  # (n, d_1) … (n, d_{L−1})
+    u0 = _zeros(delta_L, delta_L.shape[1])
+    K = len(Ws)
+
+    def step(s):
+        xs_, u_ = loop_euler_step(Ws, B, delta_L, s[:K], s[K], gs, alpha, dt)
+        return [*xs_, u_]
+
+    names = [f"delta{k + 1}" for k in range(K)] + ["u"]
+    state, steps, conv, rel, traj = _run(step, [*xs, u0], names, tol=tol, max_steps=max_steps, record=record,
+                                         check_every=check_every)
+    return DISolution(state[:K], [state[K]], steps, conv, rel, traj)
+
+
+def simulate_repeat(Ws, Bs, delta_L, gs, alpha=1e-3, dt=0.1, tol=1e-8, max_steps=10000, *,
+                    architecture="controller", record=False, check_every=10) -> DISolution:
+    """Algorithm 2 (repeat layer) for any depth; see :func:`repeat_euler_step`."""
+    for W, B in zip(Ws, Bs):
+        _check_controller_shapes(W, B, alpha, architecture)
+    deltas = [_zeros(delta_L, W.shape[1]) for W in Ws]
+    us = [_zeros(delta_L, W.shape[0]) for W in Ws]
+    K = len(Ws)
+
+    def step(s):
+        d_, u_ = repeat_euler_step(Ws, Bs, delta_L, s[:K], s[K:], gs, alpha, dt, architecture=architecture)
+        return [*d_, *u_]
+
+    names = [f"delta{k + 1}" for k in range(K)] + [f"u{k + 2}" for k in range(K)]
+    state, steps, conv, rel, traj = _run(step, [*deltas, *us], names, tol=tol, max_steps=max_steps,
+                                         record=record, check_every=check_every)
+    return DISolution(state[:K], state[K:], steps, conv, rel, traj)
+
+
+# ----------------------------------------------------------------------------------------------
+# steady states (fixed points) solved directly
+# ----------------------------------------------------------------------------------------------
+
+
+def _batched_solve(A, b):
+    """Solve A x = b for A (n, d, d), b (n, d) → x (n, d)."""
+    return ops(b).solve(A, b[..., None])[..., 0]
+
+
+def _newton(residual_and_jac, x0, *, tol, max_iter, what):
+    """Damped Newton per example: ``residual_and_jac(x) -> (r (n,d), J (n,d,d))``."""
+    x = x0
+    r, J = residual_and_jac(x)
+    rn = _sq(r)
+    for it in range(max_iter):
+        if _to_float(rn) <= tol * tol:
+            return x
+        dx = _batched_solve(J, -r)
+        step = 1.0
+        for _ in range(30):  # backtracking on the residual norm (per batch, conservative)
+            xn = x + step * dx
+            rnew, Jnew = residual_and_jac(xn)
+            rnn = _sq(rnew)
+            if _to_float(rnn - rn) <= 0 or _to_float(rnn) <= tol * tol:
+                break
+            step *= 0.5
+        x, r, J, rn = xn, rnew, Jnew, rnn
+    if _to_float(rn) > tol * tol * 1e6:
+        raise StabilityError(f"{what}: Newton did not reach a fixed point (residual {math.sqrt(_to_float(rn)):.3g}); "
+                             "the target may lie outside the range of g (no steady state exists)")
+    return x
+
+
+def steady_state(W, B, delta_l, g="linear", alpha=1e-3, *, architecture="controller", tol=1e-12,
+                 max_iter=50):
+    """The fixed point of Algorithm 1 (eq. 15) for every example, paper sign.
+
+    Linear g: the closed form of eq. 10, ``δ_{l−1} = B(WB − αI)⁻¹ δ_l = (BW − αI)⁻¹ B δ_l`` (NDI's
+    operator, applied to ``delta_l`` rows).  Other g: damped Newton on the smaller unknown —
+    controller: ``r(u) = W g(B u) − α u − δ_l``, ``J = W diag(g'(Bu)) B − αI`` (d_l × d_l), then
+    ``δ_{l−1} = B u``; S1–S2: ``r(δ) = B(W g(δ) − δ_l) − α δ``, ``J = B W diag(g'(δ)) − αI``.
+    Returns δ_{l−1}, shape (n, d_{l−1}).  Raises :class:`StabilityError` when no fixed point is
+    found (e.g. a target beyond what ``W g(·)`` can reach for a saturating g).
+    """
+    _check_controller_shapes(W, B, alpha, architecture)
+    g = _g(g)
+    if g.name == "linear":
+        return delta_l @ NDI(alpha=alpha).operator(W, B).T
+    o = ops(delta_l)
+    if architecture == "controller":
+        I = o.eye(W.shape[0], W)
+
+        def rj(u):
+            d = u @ B.T
+            r = g(d) @ W.T - alpha * u - delta_l
+            J = W @ (g.gate(d)[:, :, None] * B) - alpha * I
+            return r, J
+
+        u = _newton(rj, o.zeros_like(delta_l), tol=tol, max_iter=max_iter, what="DI steady state")
+        return u @ B.T
+    I = o.eye(W.shape[1], W)
+
+    def rj2(d):
+        r = (g(d) @ W.T - delta_l) @ B.T - alpha * d
+        J = (B @ W) * g.gate(d)[:, None, :] - alpha * I
+        return r, J
+
+    return _newton(rj2, _zeros(delta_l, W.shape[1]), tol=tol, max_iter=max_iter, what="DI (S1-S2) steady state")
+
+
+def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50):
+    """Fixed point of Algorithm 3 (single loop): ``δ_1 = B u``, ``δ_k = W_k g_{k−1}(δ_{k−1})``,
+    ``W_L g_{L−1}(δ_{L−1}) = δ_L + α u``.  Newton on u with
+    ``J = W_L D_{L−1} W_{L−1} ⋯ W_2 D_1 B − αI``.  Returns ``[δ_1, …, δ_{L−1}]``."""
+    gs = [_g(g) for g in gs]
+    o = ops(delta_L)
+    I = o.eye(Ws[-1].shape[0], Ws[-1])
+
+    def chain(u):
+        xs = [u @ B.T]
+        for k in range(1, len(Ws)):
+            xs.append(gs[k - 1](xs[-1]) @ Ws[k - 1].T)
+        return xs
+
+    def rj(u):
+        xs = chain(u)
+        r = gs[-1](xs[-1]) @ Ws[-1].T - alpha * u - delta_L
+        M = gs[0].gate(xs[0])[:, :, None] * B  # (n, d_1, d_L)
+        for k in range(1, len(Ws)):
+            M = gs[k].gate(xs[k])[:, :, None] * (Ws[k - 1] @ M)
+        return r, Ws[-1] @ M - alpha * I
+
+    if all(g.name == "linear" for g in gs):  # one linear solve
+        P = B
+        for W in Ws[:-1]:
+            P = W @ P
+        A = Ws[-1] @ P - alpha * I
+        u = o.solve(A, delta_L.T).T
+    else:
+        u = _newton(rj, o.zeros_like(delta_L), tol=tol, max_iter=max_iter, what="single-loop DI steady state")
+    return chain(u)
+
+
+# ----------------------------------------------------------------------------------------------
+# linear stability (S9) and smoothed-spectral-abscissa optimisation of B
+# ----------------------------------------------------------------------------------------------
+
+
+def _np(a):
+    if is_torch(a):
+        return a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def system_matrix(W, B, alpha, architecture="controller"):
+    """The S9 block matrix (numpy, float64): controller ``[[−I, B], [W, −αI]]`` on (δ_{l−1}, u_l);
+    S1–S2 ``[[−αI, B], [W, −I]]`` on (δ_{l−1}, δ̃_l)."""
+    W, B = _np(W), _np(B)
+    d_l, d_p = W.shape
+    a_top, a_bot = (1.0, alpha) if architecture == "controller" else (alpha, 1.0)
+    return np.block([[-a_top * np.eye(d_p), B], [W, -a_bot * np.eye(d_l)]])
+
+
+def loop_matrix(Ws, B, alpha):
+    """Jacobian at 0 of the linear single loop (Alg. 3) on (δ_1, …, δ_{L−1}, u_L), numpy float64."""
+    Ws = [_np(W) for W in Ws]
+    B = _np(B)
+    dims = [W.shape[1] for W in Ws] + [Ws[-1].shape[0]]
+    offs = np.concatenate([[0], np.cumsum(dims)])
+    A = np.zeros((offs[-1], offs[-1]))
+    for k, d in enumerate(dims):
+        A[offs[k]:offs[k + 1], offs[k]:offs[k + 1]] = -np.eye(d) * (alpha if k == len(dims) - 1 else 1.0)
+    A[offs[0]:offs[1], offs[-2]:offs[-1]] = B
+    for k, W in enumerate(Ws):
+        A[offs[k + 1]:offs[k + 2], offs[k]:offs[k + 1]] = W
+    return A
+
+
+def spectral_abscissa(A) -> float:
+    """Largest real part of the eigenvalues of A."""
+    return float(np.max(np.linalg.eigvals(_np(A)).real))
+
+
+def stability(W, B, alpha, *, architecture="controller", reduced=True) -> float:
+    """Largest real eigenvalue of the S9 block matrix (< 0: the linear DI dynamics converge).
+
+    ``reduced=True`` uses ``(λ + 1)(λ + α) = μ`` for the eigenvalues μ of the smaller of
+    ``WB``/``BW`` (the remaining eigenvalues are −1 and −α), costing one (min d)² eigenproblem
+    instead of one of size d_l + d_{l−1}; ``reduced=False`` takes the eigenvalues of S9 directly.
+    """
+    if not reduced:
+        return spectral_abscissa(system_matrix(W, B, alpha, architecture))
+    W, B = _np(W), _np(B)
+    d_l, d_p = W.shape
+    mu = np.linalg.eigvals(W @ B if d_l <= d_p else B @ W).astype(complex)
+    root = np.sqrt((1.0 - alpha) ** 2 + 4.0 * mu)  # principal branch: Re ≥ 0
+    lam = (-(1.0 + alpha) + root) / 2.0
+    rest = []
+    if d_l != d_p:
+        top_extra = (d_l < d_p) == (architecture == "controller")
+        rest.append(-1.0 if top_extra else -alpha)
+    return float(max([lam.real.max(), *rest]))
+
+
+def _lyap(A, Q):
+    from scipy.linalg import solve_continuous_lyapunov  # local: scipy only when needed
+
+    return solve_continuous_lyapunov(A, Q)
+
+
+def ssa(A, width=0.01):
+    """Smoothed spectral abscissa s̃ of A and its gradient ∂s̃/∂A (Vanbiervliet et al. 2009).
+
+    s̃ is the s > spectral abscissa with ``f(s) = ∫₀^∞ ‖e^{(A−sI)t}‖²_F dt = tr P(s) = n / (2·width)``,
+    where ``(A − sI)P + P(A − sI)ᵀ = −I``; Vanbiervliet's ε is ``2·width/n``, chosen so that for a
+    normal A with all eigenvalues at a, ``s̃ = a + width``.  Gradient (implicit function
+    theorem): ``∂s̃/∂A = QP / tr(QP)`` with ``(A − sI)ᵀQ + Q(A − sI) = −I``.
+    """
+    A = _np(A)
+    n = A.shape[0]
+    target = n / (2.0 * width)
+    I = np.eye(n)
+    a = spectral_abscissa(A)
+
+    def f(s):
+        return float(np.trace(_lyap(A - s * I, -I)))
+
+    lo, hi = a, a + max(width, 1e-3)
+    while f(hi) > target:
+        lo, hi = hi, hi + 2 * (hi - a)
+    for _ in range(60):  # bisection on the monotone f (f → ∞ at the abscissa)
+        mid = 0.5 * (lo + hi)
+        if mid <= a or f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-4 * width:
+            break
+    s = hi
+    As = A - s * I
+    P = _lyap(As, -I)
+    Q = _lyap(As.T, -I)
+    G = Q @ P
+    return s, G / np.trace(G)
+
+
+def _ssa_descent(B, build, pull, *, target, lr, width, max_iter, min_iter, what):
+    """Descend the SSA of ``build(B)`` in B (gradient ``pull(∂s̃/∂A)``) until its abscissa ≤ target."""
+    B = B.copy()
+    A = build(B)
+    lam0 = lam = spectral_abscissa(A)
+    s, G = ssa(A, width)
+    it = 0
+    while it < max_iter and (lam > target or it < min_iter):
+        gB = pull(G)
+        gB = gB / (np.linalg.norm(gB) + 1e-300) * max(np.linalg.norm(B), 1e-3)
+        step = lr
+        for _ in range(20):  # backtracking: accept the first step that lowers s̃
+            Bn = B - step * gB
+            sn, Gn = ssa(build(Bn), width)
+            if sn < s:
+                break
+            step *= 0.5
+        B, s, G = Bn, sn, Gn
+        lam = spectral_abscissa(build(B))
+        it += 1
+    info = {"lambda_before": lam0, "lambda_after": lam, "iterations": it, "ssa": s}
+    if lam > target:
+        raise StabilityError(f"SSA optimisation of {what} did not stabilise DI: largest real eigenvalue {lam0:.4g} -> "
+                             f"{lam:.4g} after {it} steps (wanted <= {target:g}); try a larger alpha or Tr-Init")
+    return B, info
+
+
+def stabilize(W, B, alpha, *, architecture="controller", target=-0.01, lr=0.05, width=0.01, max_iter=300,
+              min_iter=0):
+    """Gradient descent of the SSA of S9 with respect to B only (§7.3) until the largest real
+    eigenvalue is ≤ ``target``.  Returns ``(B_new, info)`` (B as numpy float64); raises
+    :class:`StabilityError` if ``max_iter`` steps do not get there.  Each step has length
+    ``lr·‖B‖`` along the normalised gradient, halved until it lowers s̃ (backtracking)."""
+    W, B = _np(W), _np(B)
+    d_p = W.shape[1]
+    return _ssa_descent(B, lambda b: system_matrix(W, b, alpha, architecture), lambda G: G[:d_p, d_p:],
+                        target=target, lr=lr, width=width, max_iter=max_iter, min_iter=min_iter, what="B")
+
+
+def stabilize_loop(Ws, B, alpha, *, target=-0.01, lr=0.05, width=0.01, max_iter=300, min_iter=0):
+    """:func:`stabilize` for the single loop (Alg. 3): SSA of :func:`loop_matrix` in the loop's B."""
+    Ws, B = [_np(W) for W in Ws], _np(B)
+    d_1, d_L = B.shape
+    return _ssa_descent(B, lambda b: loop_matrix(Ws, b, alpha), lambda G: G[:d_1, -d_L:],
+                        target=target, lr=lr, width=width, max_iter=max_iter, min_iter=min_iter, what="loop B")
+
+
+# ----------------------------------------------------------------------------------------------
+# the rule spec
+# ----------------------------------------------------------------------------------------------
+
+
+def loop_feedback(Rs):
+    """Single-loop feedback ``B = −(−R_2)(−R_3)⋯(−R_L)`` (d_1, d_L) from the layers' R's."""
+    P = -Rs[1]
+    for R in Rs[2:]:
+        P = P @ (-R)
+    return -P
+
+
+@register_rule
+@dataclass(frozen=True)
+class DI(Rule):
+    """Dynamic inversion (Podlaski & Machens 2020): δ_{l−1} is the steady state of eq. 5/14.
+
+    Parameters (all validated):
+
+    * ``alpha`` ≥ 0 — controller leak (eq. 8; the δ leak in S1).
+    * ``dt`` ∈ (0, 1] — Euler step in units of the δ time constant (Algorithm 1).
+    * ``chain`` — ``sequential`` (Alg. 1), ``repeat-layer`` (Alg. 2), ``single-loop`` (Alg. 3).
+    * ``architecture`` — ``controller`` (eq. 5, 8) or ``expanding`` (S1–S2); not with single-loop.
+    * ``tol`` > 0, ``max_steps`` ≥ 1 — stop when the per-step relative change ≤ tol.
+    * ``method`` — ``euler`` (simulate the dynamics) or ``steady`` (solve the fixed point).
+    * ``init`` — ``tr`` (Tr-Init ``B = −W(0)ᵀ``) or ``random`` (R-Init, stabilised by SSA).
+    * ``transfer`` — the g of eq. 14 for the layer-local :meth:`propagate`; ``None`` = the
+      network's own transfers (:meth:`reference_signals`, the torch engine), linear when a single
+      layer is asked without one.
+    * ``max_norm`` — optional per-example cap on ‖δ_{l−1}‖ (§7.5.1 used 10 / 1 for regression).
+    * ``stabilize`` — in training, run SSA on B whenever S9's largest eigenvalue turns ≥ 0 (§7.5.1).
+
+    ``gated = False``: no ``g'(a_{l−1})`` factor (§4.2).  Sign: the package's δ = −(paper's δ).
+    """
+
+    alpha: float = 1e-3
+    dt: float = 0.1
+    chain: str = "sequential"
+    architecture: str = "controller"
+    tol: float = 1e-6
+    max_steps: int = 5000
+    method: str = "euler"
+    init: str = "tr"
+    transfer: str | None = None
+    max_norm: float | None = None
+    stabilize: bool = True
+
+    name: ClassVar[str] = "di"
+    feedback: ClassVar[str] = "fixed"
+    gated: ClassVar[bool] = False
+
+    def __post_init__(self):
+        s = object.__setattr__
+        s(self, "alpha", check_range("alpha", self.alpha, 0.0, None))
+        s(self, "dt", check_range("dt", self.dt, 0.0, DT_MAX, lo_open=True))
+        check_choice("chain", self.chain, CHAINS)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_choice("method", self.method, METHODS)
+        check_choice("init", self.init, INITS)
+        s(self, "tol", check_range("tol", self.tol, 0.0, 1.0, lo_open=True))
+        ms = check_range("max_steps", self.max_steps, 1, 1e9)
+        if ms != int(ms):
+            raise ValueError(f"max_steps must be an integer, got {self.max_steps!r}")
+        s(self, "max_steps", int(ms))
+        if self.transfer is not None:
+            get_transfer(self.transfer)
+        if self.max_norm is not None:
+            s(self, "max_norm", check_range("max_norm", self.max_norm, 0.0, None, lo_open=True))
+        if self.chain == "single-loop" and self.architecture != "controller":
+            raise ValueError("architecture='expanding' (S1-S2) is defined per layer; "
+                             "chain='single-loop' needs architecture='controller'")
+
+    # -- layer-local ------------------------------------------------------------------------------
+
+    def operator(self, W, R):
+        """Linear-g steady-state operator (eq. 10), identical to NDI's ``M_l``."""
+        return NDI(alpha=self.alpha).operator(W, R)
+
+    def invert(self, W, R, target, g="linear"):
+        """One layer's inversion of ``target`` (n, d_l), **paper sign**, by ``method``."""
+        if self.method == "steady":
+            try:
+                return self._cap(steady_state(W, R, target, g, self.alpha, architecture=self.architecture))
+            except StabilityError as e:  # no fixed point: do what Algorithm 1 does, and say so
+                warnings.warn(f"{e}; falling back to max_steps={self.max_steps} Euler steps (Algorithm 1)",
+                              RuntimeWarning, stacklevel=2)
+        sol = simulate(W, R, target, g, self.alpha, self.dt, self.tol, self.max_steps,
+                       architecture=self.architecture)
+        self._warn(sol)
+        return self._cap(sol.delta)
+
+    def propagate(self, W, R, delta, *, delta_out=None):
+        """δ_{l−1} = −DI(−δ_l) with ``g = transfer``; sign of the package.
+
+        With ``transfer=None`` a single layer does not know its network's g: it returns the
+        linear-g steady state (eq. 10; exact for linear networks, the small-δ limit when
+        g'(0) = 1) by one solve, whatever ``method`` says.  The network-level DI, with each
+        layer's own g and every chain, is :meth:`reference_signals` — which the torch engine's
+        after-backward hook (:mod:`bridge.inversion`) uses to set the weight gradients.
+        """
+        if self.transfer is None:
+            return self._cap(delta @ self.operator(W, R).T)
+        return -self.invert(W, R, -delta, self.transfer)
+
+    # -- network level ----------------------------------------------------------------------------
+
+    def reference_signals(self, Ws, Rs, fwd, delta_L, transfers):
+        """``[δ_1, …, δ_L]`` (package sign) for the whole network with each layer's own g."""
+        gs = [get_transfer(t) for t in transfers]
+        L = len(Ws)
+        deltas = [None] * L
+        deltas[-1] = delta_L
+        if L == 1:
+            return deltas
+        tgt = -delta_L  # paper sign
+        if self.chain == "sequential" or (self.chain == "repeat-layer" and self.method == "steady") or L == 2:
+            for l in range(L - 1, 0, -1):
+                tgt = self.invert(Ws[l], Rs[l], tgt, gs[l - 1])
+                deltas[l - 1] = -tgt
+            return deltas
+        if self.chain == "repeat-layer":
+            sol = simulate_repeat(Ws[1:], Rs[1:], tgt, gs[:-1], self.alpha, self.dt, self.tol, self.max_steps,
+                                  architecture=self.architecture)
+            self._warn(sol)
+            for k, d in enumerate(sol.deltas):
+                deltas[k] = -self._cap(d)
+            return deltas
+        B = loop_feedback(Rs)
+        xs = None
+        if self.method == "steady":
+            try:
+                xs = steady_state_loop(Ws[1:], B, tgt, gs[:-1], self.alpha)
+            except StabilityError as e:
+                warnings.warn(f"{e}; falling back to max_steps={self.max_steps} Euler steps (Algorithm 3)",
+                              RuntimeWarning, stacklevel=2)
+        if xs is None:
+            sol = simulate_loop(Ws[1:], B, tgt, gs[:-1], self.alpha, self.dt, self.tol, self.max_steps)
+            self._warn(sol)
+            xs = sol.deltas
+        for k, d in enumerate(xs):
+            deltas[k] = -self._cap(d)
+        return deltas
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def initial_feedback(self, W, R=None, *, seed=None):
+        """Initial B for a layer: Tr-Init ``−Wᵀ``, or R-Init (``R`` given, or U(−0.01, 0.01) from
+        ``seed``) made stable by :func:`stabilize` when S9 has an eigenvalue ≥ 0."""
+        if self.init == "tr":
+            return -W.T
+        if R is None:
+            R = np.random.default_rng(seed).uniform(-0.01, 0.01, size=(W.shape[1], W.shape[0]))
+        if stability(W, R, self.alpha, architecture=self.architecture) < 0:
+            return R
+        Bn, _ = stabilize(W, R, self.alpha, architecture=self.architecture)
+        if is_torch(W):
+            return ops(W).t.as_tensor(Bn, dtype=W.dtype, device=W.device)
+        return Bn.astype(np.asarray(W).dtype)
+
+    def _cap(self, d):
+        if self.max_norm is None:
+            return d
+        nrm = _sq(d) ** 0.5
+        scale = ops(d).where(nrm > self.max_norm, self.max_norm / (nrm + 1e-300), 1.0 + 0.0 * nrm)
+        return d * scale[:, None]
+
+    def _warn(self, sol: DISolution):
+        if not sol.converged and self.tol > 0:
+            warnings.warn(f"DI did not converge in max_steps={self.max_steps} (relative change {sol.rel_change:.3g} "
+                          f"> tol={self.tol:g}); raise max_steps, alpha or dt", RuntimeWarning, stacklevel=3)

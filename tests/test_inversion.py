@@ -1,0 +1,254 @@
+"""Dynamic inversion (Podlaski & Machens 2020): the rule spec, its dynamics against mathematics,
+stability/SSA, and DI training in the torch engine."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from plasticity import NDI, make_rule
+from plasticity.inversion import (DI, StabilityError, euler_step, loop_feedback, loop_matrix, simulate,
+                                  simulate_loop, simulate_repeat, spectral_abscissa, stability, stabilize,
+                                  stabilize_loop, steady_state, steady_state_loop, system_matrix)
+
+
+def _mats(d_l=6, d_p=9, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    W = rng.uniform(-scale, scale, (d_l, d_p))
+    return W, -W.T.copy(), rng
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+# ------------------------------------------------------------------------------ Algorithm 1 step
+@pytest.mark.parametrize("g", ["linear", "tanh"])
+def test_euler_step_is_algorithm_1_by_hand(g):
+    W, B, rng = _mats()
+    alpha, dt = 0.2, 0.1
+    t, d0, u0 = rng.normal(size=6), rng.normal(size=9), rng.normal(size=6)
+    f = np.tanh if g == "tanh" else (lambda x: x)
+    # the pseudocode, column vectors, one line after the other
+    d1 = d0 + dt * (-d0 + B @ u0)
+    u1 = u0 + dt * (-alpha * u0 + W @ f(d1) - t)
+    d, u = euler_step(W, B, t[None], d0[None], u0[None], g, alpha, dt)
+    assert _rel(d[0], d1) < 1e-14 and _rel(u[0], u1) < 1e-14
+    dt_, ut_ = euler_step(torch.tensor(W), torch.tensor(B), torch.tensor(t[None]), torch.tensor(d0[None]),
+                          torch.tensor(u0[None]), g, alpha, dt)
+    assert _rel(dt_.numpy()[0], d1) < 1e-14 and _rel(ut_.numpy()[0], u1) < 1e-14
+
+
+# ------------------------------------------------------------------------------ fixed points
+@pytest.mark.parametrize("shape", [(6, 9), (9, 9), (9, 6)])
+@pytest.mark.parametrize("architecture", ["controller", "expanding"])
+def test_linear_steady_state_is_ndi_closed_form(shape, architecture):
+    W, B, rng = _mats(*shape)
+    t = rng.normal(size=(4, shape[0]))
+    alpha = 0.1
+    ref = t @ NDI(alpha=alpha).operator(W, B).T  # eq. 10
+    # independent evaluation of eq. 10: B(WB − αI)⁻¹ δ
+    ref2 = (B @ np.linalg.solve(W @ B - alpha * np.eye(shape[0]), t.T)).T
+    assert _rel(ref, ref2) < 1e-9
+    ss = steady_state(W, B, t, "linear", alpha, architecture=architecture)
+    assert _rel(ss, ref) < 1e-6
+    sol = simulate(W, B, t, "linear", alpha, 0.1, 1e-12, 50000, architecture=architecture)
+    assert sol.converged and _rel(sol.delta, ref) < 1e-6
+    sst = steady_state(torch.tensor(W), torch.tensor(B), torch.tensor(t), "linear", alpha, architecture=architecture)
+    assert _rel(sst.numpy(), ref) < 1e-9
+
+
+@pytest.mark.parametrize("architecture", ["controller", "expanding"])
+def test_tanh_euler_converges_to_newton_steady_state(architecture):
+    W, B, rng = _mats()
+    t = 0.3 * rng.normal(size=(5, 6))
+    ss = steady_state(torch.tensor(W), torch.tensor(B), torch.tensor(t), "tanh", 0.1, architecture=architecture)
+    # eq. 15: W g(δ_{l−1}) = δ_l + α u with u = ... ; for the controller δ = B u
+    sol = simulate(torch.tensor(W), torch.tensor(B), torch.tensor(t), "tanh", 0.1, 0.1, 1e-12, 50000,
+                   architecture=architecture)
+    assert sol.converged
+    assert _rel(sol.delta.numpy(), ss.numpy()) < 1e-8
+    if architecture == "controller":
+        u = sol.u.numpy()
+        assert _rel(np.tanh(ss.numpy()) @ W.T, t + 0.1 * u) < 1e-8
+
+
+def test_chains_repeat_and_single_loop():
+    rng = np.random.default_rng(3)
+    W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))
+    t = 0.3 * rng.normal(size=(3, 5))
+    gs = ["tanh", "tanh"]
+    # repeat layer (Alg. 2) has the sequential fixed point
+    d2 = steady_state(W3, -W3.T, t, "tanh", 0.1)
+    d1 = steady_state(W2, -W2.T, d2, "tanh", 0.1)
+    rep = simulate_repeat([W2, W3], [-W2.T, -W3.T], t, gs, 0.1, 0.1, 1e-12, 50000)
+    assert rep.converged and _rel(rep.deltas[1], d2) < 1e-8 and _rel(rep.deltas[0], d1) < 1e-8
+    # single loop (Alg. 3): stabilise the loop's B by SSA, then Euler → Newton fixed point
+    B0 = loop_feedback([None, -W2.T, -W3.T])
+    assert np.allclose(B0, -(W3 @ W2).T)
+    B, info = stabilize_loop([W2, W3], B0, 0.1)
+    assert spectral_abscissa(loop_matrix([W2, W3], B, 0.1)) < 0
+    xs = steady_state_loop([W2, W3], B, t, gs, 0.1)
+    sol = simulate_loop([W2, W3], B, t, gs, 0.1, 0.1, 1e-12, 100000)
+    assert sol.converged and all(_rel(a, b) < 1e-7 for a, b in zip(sol.deltas, xs))
+
+
+# ------------------------------------------------------------------------------ against expm, order 1
+def _expm_solution(W, B, t, alpha, T):
+    """Exact solution at time T of the linear system x' = S9 x + c, x(0) = 0 (augmented expm)."""
+    A = system_matrix(W, B, alpha)
+    n = A.shape[0]
+    c = np.concatenate([np.zeros(W.shape[1]), -t])
+    Aug = np.zeros((n + 1, n + 1))
+    Aug[:n, :n], Aug[:n, n] = A, c
+    return (scipy.linalg.expm(Aug * T)[:n, n])
+
+
+def test_linear_dynamics_match_expm_and_euler_is_order_one():
+    W, B, rng = _mats(4, 6, seed=1)
+    t = rng.normal(size=4)
+    alpha, T = 0.3, 2.0
+    exact = _expm_solution(W, B, t, alpha, T)
+    dts = [0.04, 0.02, 0.01, 0.005]
+    errs = []
+    for dt in dts:
+        sol = simulate(W, B, t[None], "linear", alpha, dt, 0.0, int(round(T / dt)))
+        x = np.concatenate([sol.delta[0], sol.u[0]])
+        errs.append(np.abs(x - exact).max() / np.abs(exact).max())
+    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
+    assert abs(slope - 1.0) < 0.1, (slope, errs)
+    assert errs[-1] < 0.02  # O(dt): the dynamics are those of S9
+
+
+# ------------------------------------------------------------------------------ stability / SSA
+def test_stability_reduced_equals_block_eigenvalues():
+    rng = np.random.default_rng(5)
+    for (d_l, d_p) in [(4, 7), (7, 4), (5, 5)]:
+        for arch in ["controller", "expanding"]:
+            W, B = rng.normal(size=(d_l, d_p)), rng.normal(size=(d_p, d_l))
+            for alpha in [0.0, 0.3]:
+                full = spectral_abscissa(system_matrix(W, B, alpha, arch))
+                assert abs(stability(W, B, alpha, architecture=arch) - full) < 1e-9
+
+
+def test_tr_init_stable_and_ssa_stabilises_random_feedback():
+    W, B, rng = _mats(6, 9)
+    assert stability(W, B, 1e-3) < 0  # Tr-Init: WB = −WWᵀ ≤ 0
+    R = rng.uniform(-0.5, 0.5, (9, 6))
+    lam0 = stability(W, R, 0.1)
+    assert lam0 > 0
+    Bn, info = stabilize(W, R, 0.1)
+    assert info["lambda_before"] > 0 and stability(W, Bn, 0.1) <= -0.01
+    t = rng.normal(size=(2, 6))
+    sol = simulate(W, Bn, t, "linear", 0.1, 0.1, 1e-12, 200000)
+    assert sol.converged and _rel(sol.delta, steady_state(W, Bn, t, "linear", 0.1)) < 1e-6
+    with pytest.raises(StabilityError):
+        stabilize(W, R, 0.1, max_iter=1, lr=1e-6)
+    with pytest.raises(StabilityError):
+        simulate(W, R, t, "linear", 0.1, 0.5, 1e-12, 100000)  # unstable B diverges, loudly
+
+
+# ------------------------------------------------------------------------------ validation
+@pytest.mark.parametrize("kw, word", [
+    (dict(alpha=-0.1), "alpha"), (dict(dt=0.0), "dt"), (dict(dt=1.5), "dt"), (dict(chain="zigzag"), "chain"),
+    (dict(architecture="x"), "architecture"), (dict(method="rk4"), "method"), (dict(init="zeros"), "init"),
+    (dict(tol=0.0), "tol"), (dict(max_steps=0), "max_steps"), (dict(max_norm=0.0), "max_norm"),
+    (dict(transfer="sine"), "activation"), (dict(chain="single-loop", architecture="expanding"), "single-loop"),
+])
+def test_out_of_range_parameters_raise(kw, word):
+    with pytest.raises(ValueError, match=word):
+        DI(**kw)
+
+
+def test_rule_registered_and_shapes_checked():
+    r = make_rule("di", alpha=0.05, epsilon=1.0)
+    assert isinstance(r, DI) and r.alpha == 0.05 and r.gated is False
+    W, B, rng = _mats(9, 6)
+    with pytest.raises(ValueError, match="expanding"):
+        simulate(W, B, rng.normal(size=(1, 9)), "linear", 0.0)
+
+
+def test_propagate_sign_and_linear_operator():
+    W, B, rng = _mats()
+    d = rng.normal(size=(3, 6))
+    r = DI(alpha=0.1, method="steady", transfer="tanh")
+    # package sign: δ_{l−1} = −DI(−δ_l); tanh is odd so it equals DI(δ_l)
+    assert _rel(r.propagate(W, B, d), steady_state(W, B, d, "tanh", 0.1)) < 1e-9
+    assert _rel(DI(alpha=0.1).propagate(W, B, d), d @ NDI(alpha=0.1).operator(W, B).T) < 1e-12
+
+
+# ------------------------------------------------------------------------------ training (torch)
+def _train(task, rp, *, n_train, epochs, batch, lr):
+    import bridge.inversion as bi
+    from bridge.data import load_dataset
+    from bridge.losses import TeachingLoss
+    from bridge.train import TrainConfig, build_model, train
+
+    cfg = TrainConfig(task=task, rule="di", rule_params=rp, epochs=epochs, n_train=n_train, n_test=200,
+                      batch_size=batch, quiet=True, dtype="float64", lr=lr, probe_size=64).resolved()
+    data = load_dataset(task, seed=0, n_train=n_train, n_test=200)
+    model = build_model(cfg, data.n_in, data.n_out)
+    bi.prepare(model)
+    W0 = [w.detach().clone() for w in model.weights()]
+    hist = train(model, data, TeachingLoss(cfg.loss), cfg)
+    return model, data, W0, hist
+
+
+def test_di_learns_linear_regression_and_follows_ndi():
+    import bridge.inversion as bi
+    from bridge.losses import TeachingLoss
+
+    model, data, W0, hist = _train("lillicrap-linear", dict(method="steady", max_norm=10.0),
+                                   n_train=200, epochs=3, batch=1, lr=0.01)
+    assert hist[-1]["test_nse"] < hist[0]["test_nse"] / 20  # NSE falls ≥ 20×
+    assert all(not torch.allclose(w, w0) for w, w0 in zip(model.weights(), W0))
+    assert len(model.di_state.stability) == 600
+    x, y = torch.tensor(data.x_test[:64]), torch.tensor(data.y_test[:64])
+    ang = bi.di_angles(model, x, y, TeachingLoss("mse"))
+    assert ang["angle_ndi_deg"][0] < 1.0  # linear: DI's fixed point is NDI's eq. 10 (cap aside)
+
+
+@pytest.mark.filterwarnings("ignore:DI did not converge:RuntimeWarning")
+def test_di_learns_nonlinear_regression_with_euler_dynamics():
+    # O(1) targets through tanh: some examples have no fixed point (their target lies beyond what
+    # W tanh(·) reaches); Algorithm 1 then stops at max_steps and the §7.5.1 cap ‖δ‖ ≤ 1 applies
+    model, data, W0, hist = _train("lillicrap-nonlinear",
+                                   dict(method="euler", max_norm=1.0, dt=0.5, tol=1e-5, max_steps=1500),
+                                   n_train=300, epochs=2, batch=20, lr=0.05)
+    assert hist[-1]["test_nse"] < 0.7 * hist[0]["test_nse"]
+    assert all(not torch.allclose(w, w0) for w, w0 in zip(model.weights(), W0))
+    assert max(max(r["max_eig"]) for r in model.di_state.stability) < 0
+
+
+def test_hook_sets_di_gradients():
+    """The gradients the engine hands the optimizer are −⟨δ_DI hᵀ⟩ with δ_DI from the rule."""
+    import bridge.inversion as bi
+    from bridge.losses import TeachingLoss
+    from bridge.network import FeedbackMLP
+    from plasticity import forward, output_signal
+
+    g = torch.Generator().manual_seed(0)
+    rule = DI(alpha=0.1, method="euler", tol=1e-10, dt=0.5, max_steps=20000)
+    model = FeedbackMLP((8, 6, 5, 4), rule, activation="tanh", generator=g, dtype=torch.float64)
+    bi.prepare(model)
+    x = torch.randn(7, 8, generator=g, dtype=torch.float64)
+    y = torch.randn(7, 4, generator=g, dtype=torch.float64) * 0.3
+    loss = TeachingLoss("mse")
+    loss(model(x), y).backward()
+    bi.apply_di(model, x, y, loss)
+    Ws = [w.detach() for w in model.weights()]
+    fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
+    dL = output_signal(loss.loss, fwd, y, "linear")
+    Rs = [None if r is None else r.detach() for r in model.feedbacks()]
+    deltas = rule.reference_signals(Ws, Rs, fwd, dL, model.transfers)
+    for l in range(3):
+        assert _rel(model.linears[l].weight.grad, -(deltas[l].T @ fwd.hs[l]) / 7) < 1e-10
+        assert _rel(model.linears[l].bias.grad, -deltas[l].mean(0)) < 1e-10
+    # Tr-Init happened: R_l = −W_l(0)ᵀ
+    assert torch.equal(model.linears[2].feedback, -model.linears[2].weight.detach().T)
