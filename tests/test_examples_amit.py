@@ -1,0 +1,119 @@
+"""Amit (2021) examples: Fig. 12's linear ODEs (against the mathematics) and the depth experiment (smoke)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "Amit_2021"
+EPS_LABELS = ("0", "0.25", "0.5", "1")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"amit_2021_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fig12 = _load("fig12")
+depth_mnist = _load("depth_mnist")
+
+
+def _random_net(rng, sizes, scale=0.3):
+    k = len(sizes) - 1
+    Ws = [rng.normal(0, scale, (sizes[i + 1], sizes[i])) for i in range(k)]
+    Rs = [rng.normal(0, scale, (sizes[i], sizes[i + 1])) for i in range(k)]
+    T = rng.normal(0, 1, (sizes[-1], sizes[0]))
+    return Ws, Rs, T
+
+
+def _half_sq_error(Ws, T):
+    P = np.eye(T.shape[1])
+    for W in Ws:
+        P = W @ P
+    return 0.5 * np.sum((T - P) ** 2)
+
+
+def test_backprop_rhs_is_the_negative_gradient():
+    """BP's right-hand side is −∇ ½‖E‖² (checked along a random direction, central differences)."""
+    rng = np.random.default_rng(0)
+    Ws, _, T = _random_net(rng, (5, 7, 6, 3))
+    dWs, dRs, _ = fig12.linear_feedback_rhs(Ws, None, T, 0.0, backprop=True)
+    assert all(d is None for d in dRs)
+    V = [rng.normal(size=W.shape) for W in Ws]
+    h = 1e-5
+    num = (_half_sq_error([W + h * v for W, v in zip(Ws, V)], T)
+           - _half_sq_error([W - h * v for W, v in zip(Ws, V)], T)) / (2 * h)
+    ana = -sum(np.sum(d * v) for d, v in zip(dWs, V))
+    assert abs(num - ana) < 1e-7 * max(1.0, abs(ana))
+
+
+def test_feedback_rhs_with_transposed_feedback_is_backprop_and_R_gets_eps_times_dW():
+    rng = np.random.default_rng(1)
+    Ws, Rs, T = _random_net(rng, (4, 6, 5, 2))
+    bp, _, _ = fig12.linear_feedback_rhs(Ws, None, T, 0.0, backprop=True)
+    sym, dRs, _ = fig12.linear_feedback_rhs(Ws, [W.T.copy() for W in Ws], T, 0.7)
+    for a, b, dR in zip(bp, sym, dRs):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dR, 0.7 * b.T, rtol=0, atol=0)
+    # a random R gives a different flow for the lower layers, the same for the top layer (eq. 9)
+    rnd, _, _ = fig12.linear_feedback_rhs(Ws, Rs, T, 0.0)
+    np.testing.assert_allclose(rnd[-1], bp[-1], rtol=1e-12)
+    assert not np.allclose(rnd[0], bp[0])
+
+
+def test_zero_start_keeps_R_equal_R0_plus_eps_Wt():
+    """From W(0) = 0 the flow keeps R(t) = R(0) + ε W(t)ᵀ — the reduction behind eq. 8 and 9."""
+    rng = np.random.default_rng(2)
+    _, R0, T = _random_net(rng, (6, 8, 8, 3))
+    zeros = [np.zeros((R.shape[1], R.shape[0])) for R in R0]
+    c = fig12.euler(zeros, R0, T, 0.5, backprop=False, dt=0.05, steps=200)
+    for W, R, R0_ in zip(c["W"], c["R"], R0):
+        assert np.abs(W).max() > 0.1  # it moved
+        np.testing.assert_allclose(R, R0_ + 0.5 * W.T, rtol=0, atol=1e-12)
+    assert c["error"][-1] < 1e-3 * c["error"][0]
+
+
+def test_fig12_quick_outputs_and_convergence_faster_with_eps(tmp_path):
+    assert fig12.main(["--quick", "--out", str(tmp_path)]) == 0
+    for name in ("fig12.png", "summary.json", "curves.npz"):
+        assert (tmp_path / name).stat().st_size > 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    tt = s["time_to_threshold"][0]
+    times = [tt[lab] for lab in EPS_LABELS]
+    assert all(np.isfinite(times)), times
+    assert all(a > b for a, b in zip(times, times[1:])), f"time to threshold not decreasing in ε: {times}"
+    assert s["ordered"] == [True]
+    fin = s["final_rel_error"][0]
+    assert all(fin[lab] < 1e-6 for lab in EPS_LABELS + ("bp",)), fin
+    corr = s["final_corr"][0]
+    assert corr["1"][-1] > 0.95 and corr["0"][-1] > 0.9  # the top layer aligns for every ε
+    for layer in (0, 1):  # lower layers: more alignment with larger ε
+        assert all(corr[a][layer] < corr[b][layer] for a, b in zip(EPS_LABELS, EPS_LABELS[1:]))
+
+
+def test_depth_mnist_quick_outputs(tmp_path, shared_data):
+    out = tmp_path / "d"
+    assert depth_mnist.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+    assert (out / "depth_mnist.png").stat().st_size > 0
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s["error"]) == {"2 hidden", "4 hidden"}
+    for depth in s["error"]:
+        assert set(s["error"][depth]) == {"bp", "urfb", "frfb"}
+        assert set(s["gap_to_bp"][depth]) == {"urfb", "frfb"}
+    runs = json.loads((out / "runs.json").read_text())
+    assert len(runs) == 6 and min(r["final"]["test_error"] for r in runs) < 0.8  # something learned
+    for r in runs:
+        folder = out / r["depth"].replace(" ", "_") / r["rule"] / f"seed{r['seed']}"
+        cfg = json.loads((folder / "config.json").read_text())
+        assert (cfg["activation"], cfg["loss"], cfg["momentum"]) == ("satlin", "hinge", 0.0)
+
+
+@pytest.mark.slow
+def test_fig12_full_every_run_faster_with_eps(tmp_path):
+    assert fig12.main(["--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["all_ordered"] and len(s["ordered"]) == 3
