@@ -135,6 +135,9 @@ class FeedbackLinear(nn.Module):
             fdim = out_features if feedback_dim is None else int(feedback_dim)
             fs = 1.0 / math.sqrt(fdim) if feedback_scale is None else float(feedback_scale)
             R = _uniform((in_features, fdim), fs, generator, dtype)
+            init = getattr(self.rule, "initial_feedback", None)
+            if init is not None:  # e.g. DI's Tr-Init B = −W(0)ᵀ or SSA-stabilised R-Init (Podlaski §3.2)
+                R = torch.as_tensor(init(W, R), dtype=dtype)
             if feedback_sparsity:
                 self.feedback_mask = torch.as_tensor(
                     random_mask(R.shape, feedback_sparsity, _np_rng(generator)), dtype=dtype)

@@ -171,6 +171,9 @@ def train(model: FeedbackMLP, data, loss: TeachingLoss, cfg: TrainConfig, *, log
     xtr, ytr = _tensor(data.x_train, dtype, dev), _tensor(data.y_train, dtype, dev)
     xte, yte = _tensor(data.x_test, dtype, dev), _tensor(data.y_test, dtype, dev)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    from .registry import load_rules
+
+    load_rules()  # rules with extra per-step work register their hooks on import
     after = AFTER_BACKWARD.get(model.rule.name)
     rng = np.random.default_rng(cfg.seed)
     n = len(xtr)
@@ -251,7 +254,8 @@ def _final(history, seconds) -> dict:
             fin[k] = last[k]
     if "angle_bp_deg" in last:
         later = [r["angle_bp_deg"] for r in history[1:]] or [last["angle_bp_deg"]]
-        fin["angle_bp_deg_mean"] = [float(np.nanmean(col)) for col in zip(*later)]
+        cols = [np.asarray(c, dtype=float) for c in zip(*later)]
+        fin["angle_bp_deg_mean"] = [float(np.nanmean(c)) if np.isfinite(c).any() else math.nan for c in cols]
     fin.setdefault("angle_bp_deg", [])
     return fin
 

@@ -12,8 +12,16 @@ from bridge import FeedbackMLP, TeachingLoss, TrainConfig, convert, run_experime
 from bridge.layers import Activation
 from bridge.metrics import angle_deg
 
-torch.set_default_dtype(torch.float64)
 SIZES = (12, 9, 7, 5)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These cross-checks run in float64; restore the default afterwards."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def gen(seed=0):
