@@ -1,0 +1,293 @@
+"""Torch integration of the learned-feedback rules ``np`` (node perturbation) and ``rf``
+(reciprocal feedback by recirculation) with the rule-agnostic training loop.
+
+The layers' backward passes already carry the teaching signal with ``rule.propagate`` (``δ R_lᵀ``);
+what these rules add is *how R learns*, from extra activity that the loop knows nothing about.  Both
+run as :func:`bridge.train.register_after_backward` hooks, called after ``loss.backward()`` and before
+``optimizer.step()``:
+
+* ``np``: one (or ``n_samples``) noisy forward pass with ``h̃ = g(a) + c_h ξ`` on every hidden layer
+  (Lansdell §2), the estimator ``λ̂ = (L̃ − L)ξ/c_h`` and the least-squares increment
+  ``ΔR_l = ⟨(−λ̂_{l−1} − R_l δ_l) δ_lᵀ⟩ − ridge·R_l`` (:func:`plasticity.learned_feedback.np_feedback_increments`).
+* ``rf``: one recirculation per layer driven by fresh noise ``x = σξ`` (Cameron et al.):
+  ``ΔR_l = ⟨(x − x̂) hᵀ⟩`` with ``h = W_l x``, ``x̂ = R_l h``
+  (:func:`plasticity.learned_feedback.rf_feedback_increments`).
+
+Each hook sets ``R_l.grad = −feedback_lr · ΔR_l`` so that the optimizer moves R exactly as it moves W
+(``W.grad = −⟨δ hᵀ⟩``): the step of R is ``lr · feedback_lr · ΔR``.  The hook draws its noise from a
+``torch.Generator`` seeded by the rule's ``seed`` and kept on the model (:func:`noise_generator`).
+
+Metrics (Lansdell Fig. 1; Cameron's pseudoinverse panel): :func:`learned_feedback_metrics`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plasticity.learned_feedback import (
+    NP,
+    RF,
+    mp_residuals,
+    np_feedback_increments,
+    rel_error,
+    rf_feedback_increments,
+)
+
+from .losses import TeachingLoss
+from .metrics import angle_deg, feedback_alignment, signal_angles
+from .train import register_after_backward
+
+__all__ = [
+    "noise_generator", "draw_np_noise", "draw_rf_noise", "np_increments", "rf_increments",
+    "np_after_backward", "rf_after_backward", "learned_feedback_metrics",
+    "np_reference_step", "rf_reference_step", "fit_feedback", "run_comparison",
+]
+
+_GEN_ATTR = "_learned_feedback_generator"
+
+
+def noise_generator(model, seed: int | None = None) -> torch.Generator:
+    """The generator the hooks draw noise from, created once per model from ``seed`` (default the
+    rule's ``seed``).  Call with an explicit seed to (re)seed it."""
+    gen = model.__dict__.get(_GEN_ATTR)
+    if gen is None or seed is not None:
+        dev = next(model.parameters()).device
+        gen = torch.Generator(device=dev).manual_seed(int(model.rule.seed if seed is None else seed))
+        model.__dict__[_GEN_ATTR] = gen
+    return gen
+
+
+def draw_np_noise(model, n: int, dtype=None) -> list:
+    """Standard-normal draws for the NP hook: ``n_samples`` lists of one (n, d_l) tensor per hidden
+    layer, from :func:`noise_generator` (the hook calls exactly this)."""
+    gen = noise_generator(model)
+    W0 = model.linears[0].weight
+    dtype = W0.dtype if dtype is None else dtype
+    return [[torch.randn((n, lin.out_features), generator=gen, dtype=dtype, device=W0.device)
+             for lin in model.linears[:-1]] for _ in range(model.rule.n_samples)]
+
+
+def draw_rf_noise(model) -> list:
+    """Standard-normal (n_noise, d_{l−1}) draws for the RF hook, ``None`` for layer 1 (its R carries
+    nothing); the hook calls exactly this."""
+    gen = noise_generator(model)
+    return [None] + [torch.randn((model.rule.n_noise, lin.in_features), generator=gen, dtype=lin.weight.dtype,
+                                 device=lin.weight.device) for lin in model.linears[1:]]
+
+
+def _state(model):
+    Ws = [w.detach() for w in model.weights()]
+    bs = [None if b is None else b.detach() for b in model.biases()]
+    Rs = [None if r is None else r.detach() for r in model.feedbacks()]
+    return Ws, bs, Rs
+
+
+def _set_grad(param, inc, scale, mask):
+    g = -scale * inc
+    if mask is not None:
+        g = g * mask
+    param.grad = g if param.grad is None else param.grad + g
+
+
+def _loss_spec(loss):
+    return getattr(loss, "loss", loss)  # TeachingLoss → plasticity Loss
+
+
+@torch.no_grad()
+def np_increments(model, x, target, loss, xis_list=None):
+    """Mean NP increments over ``rule.n_samples`` noisy passes; ``xis_list`` supplies the
+    standard-normal draws (a list of per-sample lists) or ``None`` to draw them from the model's
+    generator.  Returns the list of ΔR_l (``None`` for layer 1)."""
+    rule: NP = model.rule
+    Ws, bs, Rs = _state(model)
+    if xis_list is None:
+        xis_list = draw_np_noise(model, x.shape[0], dtype=x.dtype)
+    total = None
+    for xis in xis_list:
+        incs, _ = np_feedback_increments(rule, Ws, bs, Rs, x, target, model.transfers, _loss_spec(loss), xis)
+        total = incs if total is None else [None if a is None else a + b for a, b in zip(total, incs)]
+    k = len(xis_list)
+    return [None if a is None else a / k for a in total]
+
+
+@register_after_backward("np")
+def np_after_backward(model, x, target, loss):
+    """Set ``R_l.grad`` from the node-perturbation least-squares step (layers 2…L)."""
+    rule: NP = model.rule
+    incs = np_increments(model, x, target, loss)
+    for lin, inc in zip(model.linears, incs):
+        if inc is not None:
+            _set_grad(lin.feedback, inc, rule.feedback_lr, lin.feedback_mask)
+
+
+@torch.no_grad()
+def rf_increments(model, xis=None):
+    """Recirculation increments ``(dRs, dWs)`` for layers 2…L (layer 1's R carries nothing)."""
+    rule: RF = model.rule
+    Ws, _, Rs = _state(model)
+    if xis is None:
+        xis = draw_rf_noise(model)
+    return rf_feedback_increments(rule, Ws, Rs, xis)
+
+
+@register_after_backward("rf")
+def rf_after_backward(model, x, target, loss):
+    """Set ``R_l.grad`` (and with forward recirculation add to ``W_l.grad``) from one recirculation."""
+    rule: RF = model.rule
+    dRs, dWs = rf_increments(model)
+    for lin, dR, dW in zip(model.linears, dRs, dWs):
+        if dR is not None:
+            _set_grad(lin.feedback, dR, rule.feedback_lr, lin.feedback_mask)
+        if dW is not None:
+            _set_grad(lin.weight, dW, rule.feedback_lr, lin.weight_mask)
+
+
+# ---------------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def learned_feedback_metrics(model, x=None, target=None, loss=None) -> dict:
+    """Lansdell Fig. 1 and Cameron's pseudoinverse metrics for layers 2…L.
+
+    * ``rel_dist`` / ``alignment_deg`` / ``sign_congruence``: R_l against ``W_lᵀ``
+      (:func:`bridge.metrics.feedback_alignment`), for every rule with a transposed-shape R;
+    * ``rel_dist_target``: ``‖R_l − T_l‖/‖T_l‖`` against the matrix the rule should learn —
+      ``W_lᵀ`` (np layerwise), ``(W_L ⋯ W_l)ᵀ`` (np direct, Corollary 1), ``W_l⁺`` (rf);
+    * ``mp_<cond>`` (rf): the four Moore–Penrose residuals of ``R_l`` as ``W_l⁺``;
+    * with a batch ``x, target, loss``: ``angle_bp_deg`` (synthetic vs true teaching signal, Fig. 1B)
+      from :func:`bridge.metrics.signal_angles`.
+    """
+    out = dict(feedback_alignment(model))
+    Ws = [w.detach().double() for w in model.weights()]
+    Rs = [None if r is None else r.detach().double() for r in model.feedbacks()]
+    rule = model.rule
+    tgt_err, mp = [], {k: [] for k in ("axa", "xax", "ax_sym", "xa_sym")}
+    for l in range(1, len(Ws)):
+        R = Rs[l]
+        if R is None:
+            continue
+        if rule.name == "rf":
+            T = torch.linalg.pinv(Ws[l])
+            for k, v in mp_residuals(Ws[l], R).items():
+                mp[k].append(v)
+        elif getattr(rule, "direct", False):
+            P = Ws[-1]
+            for W in reversed(Ws[l:-1]):
+                P = P @ W
+            T = P.T
+        else:
+            T = Ws[l].T
+        tgt_err.append(rel_error(R, T))
+        if tuple(R.shape) == tuple(T.shape) and rule.name == "rf":
+            out.setdefault("alignment_pinv_deg", []).append(angle_deg(R, T))
+    if tgt_err:
+        out["rel_dist_target"] = tgt_err
+    if rule.name == "rf":
+        out.update({f"mp_{k}": v for k, v in mp.items()})
+    if x is not None:
+        out.update(signal_angles(model, x, target, _loss_spec(loss)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# matrix references for one whole training step (used by tests and checks)
+# ---------------------------------------------------------------------------------------------------
+
+
+def np_reference_step(rule: NP, Ws, bs, Rs, x, target, transfers, loss, lr: float, xis):
+    """One plain-SGD step of the full NP rule in pure matrix form (numpy or torch):
+    ``W ← W + lr ⟨δ hᵀ⟩``, ``b ← b + lr ⟨δ⟩``, ``R ← R + lr · feedback_lr · ΔR``."""
+    from plasticity.network import increments
+
+    incs, info = np_feedback_increments(rule, Ws, bs, Rs, x, target, transfers, loss, xis)
+    dWs, dbs = increments(info["deltas"], info["forward"].hs)
+    new_W = [W + lr * d for W, d in zip(Ws, dWs)]
+    new_b = [None if b is None else b + lr * d for b, d in zip(bs, dbs)]
+    new_R = [R if i is None else R + lr * rule.feedback_lr * i for R, i in zip(Rs, incs)]
+    return new_W, new_b, new_R
+
+
+def rf_reference_step(rule: RF, Ws, bs, Rs, x, target, transfers, loss, lr: float, xis):
+    """One plain-SGD step of the full RF rule in matrix form (task step on W, recirculation on R)."""
+    from plasticity.network import forward, increments, output_signal, teaching_signals
+
+    fwd = forward(Ws, bs, x, transfers)
+    deltas = teaching_signals(rule, Ws, Rs, fwd, output_signal(loss, fwd, target, transfers[-1]), transfers)
+    dWs, dbs = increments(deltas, fwd.hs)
+    dRs, dWr = rf_feedback_increments(rule, Ws, Rs, xis)
+    new_W = [W + lr * d + (0 if r is None else lr * rule.feedback_lr * r) for W, d, r in zip(Ws, dWs, dWr)]
+    new_b = [None if b is None else b + lr * d for b, d in zip(bs, dbs)]
+    new_R = [R if i is None else R + lr * rule.feedback_lr * i for R, i in zip(Rs, dRs)]
+    return new_W, new_b, new_R
+
+
+@torch.no_grad()
+def fit_feedback(model, x, target, loss, *, steps: int, lr: float, batch_size: int = 32, seed=0,
+                 record_every: int = 0) -> list[dict]:
+    """Train only the feedback matrices (W, b frozen) with the rule's own learning signal — the NP
+    least-squares step or the RF recirculation step — by plain SGD ``R ← R + lr · ΔR``.
+
+    This is the setting of Lansdell's theorems (fixed W, many samples) and of the poster's
+    pseudoinverse panel.  Minibatches are drawn from ``x, target`` with ``seed`` (int or
+    ``np.random.Generator``).  Returns ``[{"step", **learned_feedback_metrics(model)}]`` every
+    ``record_every`` steps (and at the start and end) when ``record_every`` > 0.
+    """
+    import numpy as np
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rule = model.rule
+    if rule.name not in ("np", "rf"):
+        raise ValueError(f"fit_feedback needs rule 'np' or 'rf', the model runs {rule.name!r}")
+    hist = []
+
+    def rec(k):
+        if record_every:
+            hist.append({"step": k, **learned_feedback_metrics(model)})
+
+    rec(0)
+    n = x.shape[0]
+    for k in range(1, int(steps) + 1):
+        if rule.name == "np":
+            idx = torch.as_tensor(rng.integers(0, n, size=min(batch_size, n)), device=x.device)
+            incs = np_increments(model, x[idx], target[idx], loss)
+        else:
+            incs, _ = rf_increments(model)
+        for lin, inc in zip(model.linears, incs):
+            if inc is not None:
+                g = inc if lin.feedback_mask is None else inc * lin.feedback_mask
+                lin.feedback.add_(lr * g)
+        if record_every and (k % record_every == 0 or k == steps):
+            rec(k)
+    return hist
+
+
+def run_comparison(data, sizes, runs: dict, *, activation="tanh", output_activation="linear", loss="mse",
+                   epochs=1, batch_size=32, seed=0, evals_per_epoch=1, task="digits", quiet=True,
+                   dtype="float32", n_in=None, n_out=None, **common) -> dict:
+    """Train one network per entry of ``runs`` on the same data with the rule-agnostic loop.
+
+    ``runs`` maps a label to ``{"rule": name, "lr": η, "rule_params": {...}, **TrainConfig overrides}``.
+    ``data`` needs ``x_train, y_train, x_test, y_test`` (a :class:`bridge.data.Dataset` or any object
+    with those arrays, e.g. an autoencoder's ``y = x``).  Every run starts from the same seed.
+    ``task`` only supplies defaults for options left unset (initial scales: digits = nn.Linear default).
+    Returns ``{label: {"history": [...], "model": model, "final_metrics": learned_feedback_metrics}}``.
+    """
+    from .train import TrainConfig, build_model
+    from .train import train as train_loop
+
+    n_in = data.x_train.shape[1] if n_in is None else n_in
+    n_out = (int(data.y_train.max()) + 1 if data.y_train.ndim == 1 else data.y_train.shape[1]) if n_out is None else n_out
+    out = {}
+    for label, spec in runs.items():
+        spec = dict(spec)
+        cfg = TrainConfig(task=task, rule=spec.pop("rule"), sizes=tuple(sizes), activation=activation,
+                          output_activation=output_activation, loss=loss, epochs=epochs, batch_size=batch_size,
+                          seed=seed, evals_per_epoch=evals_per_epoch, quiet=quiet, dtype=dtype,
+                          **{**common, **spec}).resolved()
+        model = build_model(cfg, n_in, n_out)
+        crit = TeachingLoss(cfg.loss)
+        hist = train_loop(model, data, crit, cfg)
+        out[label] = {"history": hist, "model": model, "final_metrics": learned_feedback_metrics(model)}
+    return out
