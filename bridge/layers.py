@@ -66,7 +66,7 @@ class _FeedbackLinearFn(torch.autograd.Function):
             # mirrored rules (URFB) give it from W's own increment without a second product
             mirror = getattr(rule, "feedback_increment_from_weight", None)
             grad_R = mirror(grad_W) if mirror is not None else rule.feedback_increment(grad_out, x)
-            if layer.feedback_mask is not None:
+            if grad_R is not None and layer.feedback_mask is not None:
                 grad_R = grad_R * layer.feedback_mask
         if grad_W is not None and layer.weight_mask is not None:
             grad_W = grad_W * layer.weight_mask

@@ -73,6 +73,9 @@ def quiet_brian(level: int = logging.WARNING) -> None:
         BrianLogger.log_level_error()
     else:
         BrianLogger.log_level_warn()
+    # Brian2 emits a DEBUG record per code object; under a capturing handler (pytest) formatting
+    # them all costs tens of seconds, so stop them at the logger itself.
+    logging.getLogger("brian2").setLevel(max(level, logging.INFO))
 
 
 def set_matrix(S, var: str, W, *, layout: str = "post_pre") -> None:

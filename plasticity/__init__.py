@@ -30,9 +30,15 @@ from .network import Forward, forward, increments, output_signal, sgd_step, teac
 from .rules import BP, DFA, FA, FRFB, NDI, PBP, RULES, URFB, Rule, make_rule, register_rule
 from .transfers import TRANSFERS, Transfer, get_transfer
 
+# rule families in their own modules; importing them registers "di", "np", "rf", "rf-exact"
+from . import amit, inversion, learned_feedback  # noqa: E402,I001
+from .inversion import DI  # noqa: E402
+from .learned_feedback import NP, RF, RFExact  # noqa: E402
+
 __all__ = [
-    "BP", "DFA", "FA", "FRFB", "NDI", "PBP", "URFB", "Rule", "RULES", "make_rule", "register_rule",
+    "BP", "DFA", "FA", "FRFB", "NDI", "PBP", "URFB", "DI", "NP", "RF", "RFExact", "Rule", "RULES", "make_rule", "register_rule",
     "Loss", "MSE", "CrossEntropy", "Hinge", "LOSSES", "get_loss",
     "Transfer", "TRANSFERS", "get_transfer", "random_mask",
     "Forward", "forward", "output_signal", "teaching_signals", "increments", "sgd_step",
+    "amit", "inversion", "learned_feedback",
 ]

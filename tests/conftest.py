@@ -18,3 +18,7 @@ def shared_data() -> Path:
 def pytest_configure(config):
     # keep matplotlib off any display and quiet
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # Brian2 logs a DEBUG record per code object; captured by pytest that costs tens of seconds
+    import logging
+
+    logging.getLogger("brian2").setLevel(logging.INFO)
