@@ -43,12 +43,12 @@ TASKS: dict[str, TaskDefaults] = {
     ),
     # Lillicrap 2016 task 2: 784-1000-10 logistic units, one-hot targets, squared error.
     "mnist": TaskDefaults(
-        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.5, epochs=20, batch_size=32,
-        weight_scale=0.05, feedback_scale=0.05, source="Lillicrap 2016, task 2",
+        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.2, epochs=20, batch_size=32,
+        weight_scale=0.3, feedback_scale=2.0, source="Lillicrap 2016, task 2",
     ),
     "fashion-mnist": TaskDefaults(
-        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.5, epochs=20, batch_size=32,
-        weight_scale=0.05, feedback_scale=0.05, source="Lillicrap 2016 task 2 settings on Fashion-MNIST",
+        (784, 1000, 10), "logistic", "logistic", "mse", lr=0.2, epochs=20, batch_size=32,
+        weight_scale=0.3, feedback_scale=2.0, source="Lillicrap 2016 task 2 settings on Fashion-MNIST",
     ),
     "cifar10": TaskDefaults(
         (3072, 1000, 1000, 1000, 10), "tanh", "linear", "ce", lr=0.01, epochs=20, batch_size=64,

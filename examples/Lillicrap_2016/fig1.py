@@ -1,0 +1,202 @@
+"""Lillicrap et al. (2016), Fig. 1d–e: a 30–20–10 linear network learns y* = T x (task 1).
+
+Three learning schemes on the same data and initial weights (per seed):
+
+* **BP**  — the hidden update is ``Δh_BP = Wᵀ e``;
+* **FA**  — ``Δh_FA = B e`` with a fixed random ``B`` (entries U(−0.5, 0.5), Methods);
+* **shallow** — only the output weights W learn.  Emulated exactly as FA with ``B = 0``
+  (``feedback_scale=0``): the hidden layer then receives a zero teaching signal, so
+  ``ΔW_0 = 0`` and W_0 keeps its initial values.
+
+Node-perturbation reinforcement learning (dark grey in Fig. 1d) is not included here.
+
+Panel d is the test normalised squared error ``NSE = Σ‖y*−y‖² / Σ‖y*‖²`` against the number of
+training examples seen (online learning, one example per step, η = 0.005, W ~ U(±0.01) as in the
+Methods); panel e is FA's angle ``Δh_FA ∠ Δh_BP``, computed on a fixed probe of 256 test
+examples (the teaching signals of the whole probe flattened into one vector), mean ± 2 sd
+over seeds.  Sign convention: the engine's δ = −∂L/∂a equals the paper's ``e``-based updates
+(``e = y* − y``), so the angles are the paper's.
+
+Run ``python examples/Lillicrap_2016/fig1.py [--quick] [--seeds N] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import bridge  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+NAME = "fig1"
+
+#: condition → overrides of the task-1 defaults (bridge/tasks.py "lillicrap-linear")
+CONDITIONS = {
+    "shallow": {"rule": "fa", "feedback_scale": 0.0},
+    "bp": {"rule": "bp"},
+    "fa": {"rule": "fa", "feedback_scale": 0.5},
+}
+
+DEFAULTS = {
+    "seeds": 5,
+    "epochs": 2,            # 2000 examples: BP and FA reach NSE < 1e-6; later the error is float32 noise
+    "n_train": 1000,
+    "n_test": 500,
+    "lr": 0.005,            # per example (batch size 1); same η for every scheme
+    "weight_scale": 0.01,   # W_0, W ~ U(−0.01, 0.01)  (Methods, task 1)
+    "evals_per_epoch": 20,  # one evaluation every 50 examples
+    "conditions": list(CONDITIONS),
+}
+
+QUICK = {"seeds": 1, "epochs": 1, "n_train": 300, "n_test": 200, "evals_per_epoch": 6}
+
+
+def simulate(params: dict | None = None, *, progress=None) -> dict:
+    """Train every condition for every seed; return curves (one row per seed) and a summary."""
+    import torch
+
+    from bridge.train import TrainConfig, run_experiment
+
+    torch.set_num_threads(1)
+    p = {**DEFAULTS, **(params or {})}
+    out = {"params": p, "conditions": {}}
+    for cond in p["conditions"]:
+        curves = {"examples": None, "nse": [], "angle_bp_deg": [], "angle_pbp_deg": []}
+        for seed in range(int(p["seeds"])):
+            t0 = time.perf_counter()
+            cfg = TrainConfig(
+                task="lillicrap-linear", seed=seed, epochs=p["epochs"], lr=p["lr"], batch_size=1,
+                weight_scale=p["weight_scale"], n_train=p["n_train"], n_test=p["n_test"],
+                evals_per_epoch=p["evals_per_epoch"], quiet=True, **CONDITIONS[cond],
+            )
+            with warnings.catch_warnings():  # B = 0 gives all-nan angles (shallow): expected
+                warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+                run = run_experiment(cfg, write=False)
+            h = run["history"]
+            curves["examples"] = [r["epoch"] * p["n_train"] for r in h]
+            curves["nse"].append([r["test_nse"] for r in h])
+            curves["angle_bp_deg"].append([r["angle_bp_deg"][0] for r in h])
+            curves["angle_pbp_deg"].append([r["angle_pbp_deg"][0] for r in h])
+            if progress is not None:
+                progress(f"{NAME}: {cond} seed {seed}: NSE {h[0]['test_nse']:.3f} -> {h[-1]['test_nse']:.2e} "
+                         f"({time.perf_counter() - t0:.1f} s)")
+        out["conditions"][cond] = curves
+    out["summary"] = summarize(out)
+    return out
+
+
+def _stats(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+
+
+def summarize(results: dict) -> dict:
+    """Per condition: final NSE, examples to reach NSE < 0.05; for FA, its angle to BP early and late."""
+    summ = {}
+    for cond, c in results["conditions"].items():
+        ex = np.asarray(c["examples"])
+        nse = np.asarray(c["nse"], dtype=float)
+        reach = []
+        for row in nse:
+            hit = np.nonzero(row < 0.05)[0]
+            reach.append(float(ex[hit[0]]) if hit.size else math.nan)
+        s = {"nse_initial": _stats(nse[:, 0]), "nse_final": _stats(nse[:, -1]),
+             "examples_to_nse_0.05": _stats(reach)}
+        ang = np.asarray(c["angle_bp_deg"], dtype=float)
+        if cond != "shallow" and np.isfinite(ang).any():
+            s["angle_bp_deg_initial"] = _stats(ang[:, 0])
+            s["angle_bp_deg_final"] = _stats(ang[:, -1])
+            s["angle_bp_deg_min"] = _stats(np.nanmin(ang[:, 1:], axis=1) if ang.shape[1] > 1 else ang[:, 0])
+        summ[cond] = s
+    return summ
+
+
+COLORS = {"shallow": "0.7", "bp": "k", "fa": "tab:green"}
+
+
+def plot(results: dict, axes) -> None:
+    """Fig. 1d (NSE, mean ± sd over seeds) on ``axes[0]``; Fig. 1e (FA angle to BP) on ``axes[1]``."""
+    ax_d, ax_e = axes
+    for cond, c in results["conditions"].items():
+        ex = np.asarray(c["examples"])
+        nse = np.asarray(c["nse"], dtype=float)
+        m, s = nse.mean(0), nse.std(0)
+        ax_d.plot(ex, m, color=COLORS.get(cond), label=cond)
+        ax_d.fill_between(ex, m - s, m + s, color=COLORS.get(cond), alpha=0.2, lw=0)
+    ax_d.set(xlabel="training examples", ylabel="test NSE", ylim=(0, 1.05), title="Fig. 1d: task 1 (30-20-10 linear)")
+    ax_d.legend(frameon=False)
+    if "fa" in results["conditions"]:
+        c = results["conditions"]["fa"]
+        ex = np.asarray(c["examples"])
+        ang = np.asarray(c["angle_bp_deg"], dtype=float)
+        m, s = np.nanmean(ang, 0), np.nanstd(ang, 0)
+        ax_e.plot(ex, m, color=COLORS["fa"])
+        ax_e.fill_between(ex, m - 2 * s, m + 2 * s, color=COLORS["fa"], alpha=0.2, lw=0)
+        ax_e.axhline(90, color="0.6", ls=":", lw=1)
+    ax_e.set(xlabel="training examples", ylabel="Δh_FA ∠ Δh_BP (deg)", ylim=(0, 100), title="Fig. 1e")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="fig1", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny run (a few seconds) for smoke tests")
+    ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds (default {DEFAULTS['seeds']})")
+    ap.add_argument("--epochs", type=int, default=None, help=f"passes over the 1000 examples (default {DEFAULTS['epochs']})")
+    ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and fig1.png")
+    args = ap.parse_args(argv)
+    params = dict(QUICK) if args.quick else {}
+    if args.seeds is not None:
+        params["seeds"] = args.seeds
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    t0 = time.perf_counter()
+    results = simulate(params, progress=lambda s: print(s, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results["seconds"] = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
+    plot(results, axes)
+    fig.savefig(out / f"{NAME}.png", dpi=120)
+    plt.close(fig)
+    for cond, s in results["summary"].items():
+        line = f"{cond:8s} final NSE {s['nse_final']['mean']:.3g} ± {s['nse_final']['sd']:.2g}"
+        if "angle_bp_deg_final" in s:
+            line += (f"; FA∠BP {s['angle_bp_deg_initial']['mean']:.0f}° -> {s['angle_bp_deg_final']['mean']:.0f}° "
+                     f"(min {s['angle_bp_deg_min']['mean']:.0f}°)")
+        print(line)
+    print(f"wrote {out / 'results.json'} and {out / (NAME + '.png')} ({results['seconds']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

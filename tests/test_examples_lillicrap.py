@@ -1,0 +1,92 @@
+"""Smoke tests of examples/Lillicrap_2016: each script's ``main --quick`` writes sane results.
+
+The full reproductions (minutes) are run by hand; their numbers are in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "Lillicrap_2016"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"lillicrap_2016_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _finite(x):
+    return x is not None and math.isfinite(x)
+
+
+def test_fig1_quick(tmp_path):
+    mod = _load("fig1")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fig1.png").stat().st_size > 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    c = res["conditions"]
+    for cond in ("shallow", "bp", "fa"):
+        nse = c[cond]["nse"][0]
+        assert nse[0] == pytest.approx(1.0, abs=0.05)  # W ~ U(±0.01): output ≈ 0 at the start
+        assert all(_finite(v) for v in nse)
+    # FA and BP learn, shallow learning (only W trains, B = 0) barely does
+    assert c["fa"]["nse"][0][-1] < 0.5 * c["fa"]["nse"][0][0]
+    assert c["bp"]["nse"][0][-1] < 0.5 * c["bp"]["nse"][0][0]
+    assert c["shallow"]["nse"][0][-1] > 0.9
+    # FA's hidden update starts near 90° from BP's and aligns while learning
+    ang = c["fa"]["angle_bp_deg"][0]
+    assert all(0.0 <= a <= 180.0 for a in ang)
+    assert ang[0] > 60.0 and ang[-1] < ang[0] - 20.0
+    assert all(a == pytest.approx(0.0, abs=1e-6) for a in c["bp"]["angle_bp_deg"][0])
+    assert all(a is None for a in c["shallow"]["angle_bp_deg"][0])  # B = 0: no hidden signal
+
+
+def test_fig4_quick(tmp_path):
+    mod = _load("fig4")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fig4.png").stat().st_size > 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert [r["omega"] for r in res["runs"]] == mod.QUICK["omegas"]
+    for run in res["runs"]:
+        nse = run["nse"][0]
+        assert nse[-1] < 0.5 * nse[0]
+        for key in ("angle_bp_deg", "angle_pbp_deg"):
+            assert all(0.0 <= a <= 180.0 for a in run[key][0])
+    for row in res["summary"]:
+        assert 0.0 <= row["fraction_pbp_smaller"] <= 1.0
+        assert _finite(row["angle_bp_deg_late"]) and _finite(row["angle_pbp_deg_late"])
+
+
+def test_task2_mnist_quick(tmp_path, shared_data):
+    mod = _load("task2_mnist")
+    assert mod.main(["--quick", "--data-dir", str(shared_data), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "task2_mnist.png").stat().st_size > 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["params"]["n_train"] == 2000 and res["params"]["n_test"] == 1000
+    for cond in ("bp", "fa", "fa_sparse50"):
+        s = res["summary"][cond]
+        assert s["n"] == 1 and s["failed"] == 0
+        err = res["conditions"][cond]["test_error"][0]
+        assert all(0.0 <= e <= 1.0 for e in err)
+    # one epoch on 2000 images: BP is clearly better than chance (90 %)
+    assert res["summary"]["bp"]["test_error_pct_mean"] < 75.0
+
+
+@pytest.mark.slow
+def test_fig4_small_weights_favour_pbp(tmp_path):
+    """Fig. 4's claim at reduced size: from ω = 0.001 FA's update ends much closer to PBP's than BP's."""
+    mod = _load("fig4")
+    res = mod.simulate({"omegas": [0.001, 0.25], "seeds": 1, "epochs": 3, "evals_per_epoch": 8})
+    small, large = res["summary"]
+    assert small["nse_final"] < 1e-2
+    assert small["angle_pbp_deg_late"] < small["angle_bp_deg_late"] - 10.0
+    # the preference for PBP is weaker when the weights start large
+    gap = lambda r: r["angle_bp_deg_late"] - r["angle_pbp_deg_late"]  # noqa: E731
+    assert gap(small) > gap(large)
