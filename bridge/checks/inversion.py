@@ -257,7 +257,14 @@ def bench_di(opts) -> list[dict]:
     ang_numba = _angle(outs, ndi[:m])
     numba_eps = m / best(lambda: [alg1(W, B, t[i], alpha, dt, steps) for i in range(m)], reps)
     ndi_eps = n / best(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20)
+    from plasticity.inversion import steady_state
+
+    ang_steady = _angle(steady_state(Wt, Bt, tt, "tanh", alpha).numpy(), ndi)
+    steady_eps = n / best(lambda: steady_state(Wt, Bt, tt, "tanh", alpha), reps)
     return [
+        {"name": "di-torch-steady-state-784-1000-10", "value": steady_eps, "unit": "examples/s",
+         "ratio": steady_eps / numba_eps,
+         "detail": f"batched Newton on the fixed point of eq. 15, angle to NDI {ang_steady:.2f}° (vs numba Alg. 1)"},
         {"name": "di-torch-batched-784-1000-10", "value": torch_eps, "unit": "examples/s",
          "ratio": torch_eps / numba_eps, "detail": f"{steps} Euler steps, dt={dt}, angle to NDI {ang_torch:.2f}°"},
         {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
