@@ -102,7 +102,7 @@ SATLIN = "{y} = clip({a}, -1, 1)"  # x = sigma(h) = max(-1, min(1, h)) (Remark 2
 #: Control units from the *feed-forward* activity (App. 1, Fig. 15 "second").
 CONTROL = "u = int({x} >= 1)\nv = -int({x} <= -1)"
 #: The gate σ_K(z) = z if z ≥ −K else 0 (App. 1); exact for −K ≤ fb < K, counted otherwise.
-GATE = "{out} = z*int(z >= -K)\nkviol += int(fb >= K) + int(fb < -K)"
+GATE = "{out} = z*int(z >= -K)\nkviol += int(fb - 2*K >= -K) + int(fb < -K)"
 
 #: Input layer (eq. 1: x_0 is presented).
 LAYER_INPUT_EQS = """

@@ -259,13 +259,19 @@ def hinge_signal(h, labels, mu: float = 1.0, S: float = 1.0) -> np.ndarray:
 
 
 def feedback_bound_violations(delta, K: float) -> np.ndarray:
-    """Boolean mask of entries outside [−K, K), where the shut-down circuit may differ from eq. 3."""
+    """Boolean mask of entries where the shut-down circuit may differ from eq. 3.
+
+    The circuit is exact iff ``δ ≥ −K`` and the shut-down input ``δ − 2K`` lands below −K *as
+    computed in floating point*: that is δ < K, except within one rounding of K (for
+    δ = nextafter(K, 0), ``δ − 2K`` rounds to exactly −K and would pass the gate).
+    """
     delta = np.asarray(delta, dtype=np.float64)
-    return ~((delta >= -K) & (delta < K))
+    return ~((delta >= -K) & (delta - 2.0 * K < -K))
 
 
 def check_feedback_bound(delta, K: float) -> None:
-    """Raise ``ValueError`` unless −K ≤ δ < K for every entry (the circuit's exactness condition)."""
+    """Raise ``ValueError`` unless −K ≤ δ < K (in float arithmetic) for every entry, the circuit's
+    exactness condition (see :func:`feedback_bound_violations`)."""
     K = check_range("K", K, 0.0, None, lo_open=True)
     bad = feedback_bound_violations(delta, K)
     if np.any(bad):
