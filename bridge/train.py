@@ -276,12 +276,12 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True) -> dict:
     lines = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(cfg)), indent=2))
+        (out / "config.json").write_text(json.dumps(jsonable(dataclasses.asdict(cfg)), indent=2))
         lines = open(out / "metrics.jsonl", "w")
     t0 = time.perf_counter()
     try:
         def log(row):
-            lines.write(json.dumps(_jsonable(row)) + "\n")
+            lines.write(json.dumps(jsonable(row)) + "\n")
             lines.flush()
 
         history = train(model, data, loss, cfg, log=None if lines is None else log)
@@ -292,7 +292,7 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True) -> dict:
     summary = {"rule": cfg.rule, "task": cfg.task, "seed": cfg.seed, "sizes": list(cfg.sizes),
                "final": _final(history, seconds)}
     if out is not None:
-        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+        (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
         torch.save({"state_dict": model.state_dict(), "config": dataclasses.asdict(cfg)}, out / "checkpoint.pt")
         from .plots import plot_history
 
@@ -302,13 +302,14 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True) -> dict:
     return summary
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """``obj`` with numpy scalars made Python numbers and non-finite floats ``None`` (for JSON)."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
     return obj

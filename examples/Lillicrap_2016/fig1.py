@@ -148,15 +148,9 @@ def plot(results: dict, axes) -> None:
 
 
 def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    from bridge.train import jsonable
+
+    return jsonable(obj)
 
 
 def main(argv=None) -> int:
