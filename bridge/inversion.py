@@ -31,8 +31,16 @@ from dataclasses import dataclass, field
 import torch
 
 from plasticity import BP, NDI, PBP, forward, output_signal, teaching_signals
-from plasticity.inversion import (DI, StabilityError, loop_feedback, loop_matrix, spectral_abscissa, stability,
-                                  stabilize, stabilize_loop)
+from plasticity.inversion import (
+    DI,
+    StabilityError,
+    loop_feedback,
+    loop_matrix,
+    spectral_abscissa,
+    stability,
+    stabilize,
+    stabilize_loop,
+)
 
 from .metrics import angle_deg
 from .train import register_after_backward

@@ -19,7 +19,8 @@ group and the groups are **ordered** inside the ``groups`` slot: a summed-variab
 at ``order = target.order − 1`` (Brian2 2.9), so giving the populations orders 2, 5, 8, … makes
 each input be summed right before its population steps, from the values already updated this
 step (Alg. 2's copy of a live δ_l into the next controller's target runs at ``order − 2`` of
-that pair's δ group, before its feedback is summed).  The numpy/torch twin (:mod:`plasticity.inversion`, :func:`~plasticity.inversion.euler_step`)
+that pair's δ group, before its feedback is summed).  The numpy/torch twin
+(:mod:`plasticity.inversion`, :func:`~plasticity.inversion.euler_step`)
 is exactly Algorithm 1's order, so the two agree to round-off.  ``StateMonitor`` records in the
 ``start`` slot, i.e. entry k is the state after k steps.
 

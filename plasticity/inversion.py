@@ -341,7 +341,7 @@ def _newton(residual_and_jac, x0, *, tol, max_iter, what):
     x = x0
     r, J = residual_and_jac(x)
     rn = _sq(r)
-    for it in range(max_iter):
+    for _ in range(max_iter):
         if _to_float(rn) <= tol * tol:
             return x
         dx = _batched_solve(J, -r)

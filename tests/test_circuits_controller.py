@@ -9,8 +9,7 @@ import torch
 pytestmark = pytest.mark.brian2
 
 from plasticity import NDI  # noqa: E402
-from plasticity.inversion import (loop_feedback, simulate, simulate_loop, simulate_repeat,  # noqa: E402
-                                  stabilize_loop)
+from plasticity.inversion import loop_feedback, simulate, simulate_loop, simulate_repeat, stabilize_loop  # noqa: E402
 
 
 def _rel(a, b):

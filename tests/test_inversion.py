@@ -3,18 +3,29 @@ stability/SSA, and DI training in the torch engine."""
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
 
 from plasticity import NDI, make_rule
-from plasticity.inversion import (DI, StabilityError, euler_step, loop_feedback, loop_matrix, simulate,
-                                  simulate_loop, simulate_repeat, spectral_abscissa, stability, stabilize,
-                                  stabilize_loop, steady_state, steady_state_loop, system_matrix)
+from plasticity.inversion import (
+    DI,
+    StabilityError,
+    euler_step,
+    loop_feedback,
+    loop_matrix,
+    simulate,
+    simulate_loop,
+    simulate_repeat,
+    spectral_abscissa,
+    stability,
+    stabilize,
+    stabilize_loop,
+    steady_state,
+    steady_state_loop,
+    system_matrix,
+)
 
 
 def _mats(d_l=6, d_p=9, seed=0, scale=0.5):

@@ -27,8 +27,15 @@ import numpy as np
 import torch
 
 from plasticity import NDI
-from plasticity.inversion import (loop_feedback, simulate, simulate_loop, simulate_repeat, stabilize_loop,
-                                  steady_state, system_matrix)
+from plasticity.inversion import (
+    loop_feedback,
+    simulate,
+    simulate_loop,
+    simulate_repeat,
+    stabilize_loop,
+    steady_state,
+    system_matrix,
+)
 
 from ..registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo
 
