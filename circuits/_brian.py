@@ -125,3 +125,18 @@ def set_feedback(S, R, var: str = "r") -> None:
 def get_feedback(S, var: str = "r") -> np.ndarray:
     """``S.<var>`` as a (pre, post) float64 matrix."""
     return get_matrix(S, var, layout="pre_post")
+
+
+def run_trials(circuit, n_trials, n_phases: int, what: str = "examples"):
+    """Advance a trial-scheduled circuit by ``n_trials`` trials of ``n_phases`` steps each.
+
+    ``circuit`` holds ``net``, ``dt``, ``namespace``, ``target``, ``n_trials`` (the trials its
+    schedule was built for) and ``trials_done``; ``n_trials=None`` runs all that remain.
+    """
+    n = circuit.n_trials - circuit.trials_done if n_trials is None else int(n_trials)
+    if n < 0 or circuit.trials_done + n > circuit.n_trials:
+        raise ValueError(f"only {circuit.n_trials - circuit.trials_done} {what} left, asked for {n}")
+    with codegen_target(circuit.target):
+        circuit.net.run(n * n_phases * circuit.dt, namespace=circuit.namespace)
+    circuit.trials_done += n
+    return circuit

@@ -46,7 +46,7 @@ import numpy as np
 
 from plasticity.learned_feedback import ls_step, np_target
 
-from ._brian import check_target, codegen_target, get_matrix, set_matrix
+from ._brian import check_target, get_matrix, run_trials, set_matrix
 
 __all__ = ["NPCircuit", "build_np_circuit", "matrix_twin", "N_PHASES", "TRANSFER_EXPR",
            "X_EQS", "H_EQS", "Y_EQS", "LOSS_EQS", "W1_SYN_EQS", "W2_SYN_EQS", "R_SYN_EQS", "YL_SYN_EQS",
@@ -161,13 +161,7 @@ class NPCircuit:
     ops: dict = field(default_factory=dict)
 
     def run(self, n_trials: int | None = None) -> "NPCircuit":
-        n = self.n_trials - self.trials_done if n_trials is None else int(n_trials)
-        if n < 0 or self.trials_done + n > self.n_trials:
-            raise ValueError(f"only {self.n_trials - self.trials_done} examples left, asked for {n}")
-        with codegen_target(self.target):
-            self.net.run(n * N_PHASES * self.dt, namespace=self.namespace)
-        self.trials_done += n
-        return self
+        return run_trials(self, n_trials, N_PHASES, "examples")
 
     def feedback(self) -> np.ndarray:
         """R (n_h, n_out) as float64: ``get_matrix`` in (post=H, pre=Y) layout."""

@@ -48,7 +48,7 @@ import numpy as np
 
 from plasticity.learned_feedback import recirculation_step
 
-from ._brian import check_target, codegen_target, get_matrix, set_matrix
+from ._brian import check_target, get_matrix, run_trials, set_matrix
 
 __all__ = ["RecirculationCircuit", "build_recirculation", "make_noise", "matrix_twin", "N_PHASES",
            "X_EQS", "H_EQS", "A_SYN_EQS", "B_SYN_EQS"]
@@ -139,13 +139,7 @@ class RecirculationCircuit:
 
     def run(self, n_trials: int | None = None) -> "RecirculationCircuit":
         """Run ``n_trials`` more trials (default: all remaining noise samples)."""
-        n = self.n_trials - self.trials_done if n_trials is None else int(n_trials)
-        if n < 0 or self.trials_done + n > self.n_trials:
-            raise ValueError(f"only {self.n_trials - self.trials_done} noise samples left, asked for {n}")
-        with codegen_target(self.target):
-            self.net.run(n * N_PHASES * self.dt, namespace=self.namespace)
-        self.trials_done += n
-        return self
+        return run_trials(self, n_trials, N_PHASES, "noise samples")
 
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
         """``(A, B)`` as dense float64 matrices, A (k, n) and B (n, k)."""
