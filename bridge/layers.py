@@ -3,7 +3,8 @@
 ``FeedbackLinear`` computes ``a = x Wᵀ + b`` like ``nn.Linear``; its backward returns
 
 * ``grad_W = grad_a ᵀ x`` (so ``W.grad = −⟨δ hᵀ⟩`` and the optimizer moves W by ``+η δ hᵀ``),
-* ``grad_x = rule.propagate(W, R, grad_a)`` — the rule's operator in place of ``Wᵀ``,
+* ``grad_x = rule.propagate_scaled(W, R, grad_a, −1/n)`` — the rule's operator in place of ``Wᵀ``
+  (told that ``grad_a = −δ/n``, so that a per-example cap acts on the true δ),
 * for learned feedback, ``grad_R = −rule.feedback_increment(δ, x)`` so that *the optimizer*
   moves R exactly as it moves W (weight decay, momentum and DDP apply unchanged).
 
@@ -57,7 +58,8 @@ class _FeedbackLinearFn(torch.autograd.Function):
         grad_x = grad_W = grad_b = grad_R = None
         if ctx.needs_input_grad[0]:
             delta_out = None if layer.context is None else layer.context.delta_out
-            grad_x = rule.propagate(W, R, grad_out, delta_out=delta_out)
+            # grad_out = −δ/n: say so, for rules not linear in δ (the max_norm cap of PBP/NDI)
+            grad_x = rule.propagate_scaled(W, R, grad_out, -1.0 / grad_out.shape[0], delta_out=delta_out)
         learn_R = R is not None and ctx.needs_input_grad[3]
         if ctx.needs_input_grad[1] or learn_R:
             grad_W = grad_out.T @ x

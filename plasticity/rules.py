@@ -21,6 +21,18 @@ and, for learned feedback, the increment of ``R_l`` per unit learning rate.
 
 Podlaski writes ``B`` for our ``R`` and errors with the opposite sign; propagation is linear
 in δ, so the operators carry over unchanged.
+
+Error cap (PBP, NDI; Podlaski §7.5.1)
+-------------------------------------
+``max_norm`` (``None`` = off, else > 0) rescales each example's carried row to
+``‖propagate(δ_l)‖ ≤ max_norm`` *before* the gate — Podlaski §7.5.1 imposed ``‖δ‖ ≤ 10`` (linear
+regression) and ``≤ 1`` (nonlinear regression) on the backpropagated errors of PBP/NDI/DI
+(:class:`plasticity.inversion.DI` has the same parameter).  The cap is the one part of a rule
+that is not homogeneous in δ, so whoever hands ``propagate`` a *rescaled* δ must say by how
+much: :meth:`Rule.propagate_scaled` takes ``signal = scale × δ``.  The torch engine passes
+autograd's ``grad = −δ/n`` (batch-mean loss) with ``scale = −1/n``; the cap then compares
+``‖row‖`` with ``max_norm·|scale|`` — i.e. it caps the *true* per-example δ at ``max_norm``,
+exactly as :func:`plasticity.network.sgd_step` (which passes δ itself, scale 1) does.
 """
 
 from __future__ import annotations
@@ -47,6 +59,16 @@ class Rule:
     def propagate(self, W, R, delta, *, delta_out=None):
         """Signal carried from layer l to layer l−1, before the gate, shape (n, d_{l−1})."""
         raise NotImplementedError
+
+    def propagate_scaled(self, W, R, signal, scale, *, delta_out=None):
+        """``propagate`` of a signal given as ``signal = scale × δ`` (and ``delta_out`` likewise).
+
+        Returns ``scale × propagate(δ)``.  The default just propagates ``signal`` — exact for
+        every rule that is linear in δ.  Rules with a part that is not (the ``max_norm`` cap of
+        PBP/NDI) override it.  The torch engine calls this with autograd's ``grad = −δ/n``,
+        ``scale = −1/n``.
+        """
+        return self.propagate(W, R, signal, delta_out=delta_out)
 
     def operator(self, W, R):
         """The feedback matrix M_l (d_{l−1}, d_l) with ``propagate = δ M_lᵀ`` (layer-local rules)."""
@@ -137,18 +159,51 @@ class URFB(Rule):
         return self.epsilon * dW.T
 
 
+def _check_max_norm(rule) -> None:
+    if rule.max_norm is not None:
+        object.__setattr__(rule, "max_norm", check_range("max_norm", rule.max_norm, 0.0, None, lo_open=True))
+
+
+def cap_rows(carried, max_norm: float | None, scale: float = 1.0):
+    """Rescale each row of ``carried = scale × c`` so that ``‖c_row‖ ≤ max_norm`` (Podlaski §7.5.1).
+
+    Rows already within the bound are returned bit-for-bit; longer ones are multiplied by
+    ``max_norm·|scale| / ‖row‖``.  ``max_norm=None`` returns ``carried`` unchanged.
+    """
+    if max_norm is None:
+        return carried
+    if not scale:
+        raise ValueError("cap_rows: scale must be nonzero")
+    lim = float(max_norm) * abs(float(scale))
+    nrm = ((carried * carried).sum(-1)) ** 0.5
+    factor = lim / ops(carried).clip(nrm, lim, None)  # 1 exactly where nrm ≤ lim; never 0/0
+    return carried * factor[:, None]
+
+
 @dataclass(frozen=True)
 class PBP(Rule):
-    """Pseudobackprop: ``δ_{l−1} = g'(a_{l−1}) ∘ W_l⁺ δ_l`` (Lillicrap Fig. 4, Podlaski Alg. 4)."""
+    """Pseudobackprop: ``δ_{l−1} = g'(a_{l−1}) ∘ W_l⁺ δ_l`` (Lillicrap Fig. 4, Podlaski Alg. 4).
 
+    ``max_norm`` (``None`` or > 0): cap each example's carried ``‖W_l⁺ δ_l‖`` at ``max_norm``
+    before the gate (Podlaski §7.5.1: 10 for linear, 1 for nonlinear regression; not used for
+    MNIST).  Scale-aware in the torch engine (see the module docstring).
+    """
+
+    max_norm: float | None = None
     name: ClassVar[str] = "pbp"
     feedback: ClassVar[str] = "transpose"
+
+    def __post_init__(self):
+        _check_max_norm(self)
 
     def operator(self, W, R=None):
         return ops(W).pinv(W)
 
     def propagate(self, W, R, delta, *, delta_out=None):
-        return delta @ self.operator(W).T
+        return self.propagate_scaled(W, R, delta, 1.0)
+
+    def propagate_scaled(self, W, R, signal, scale, *, delta_out=None):
+        return cap_rows(signal @ self.operator(W).T, self.max_norm, scale)
 
 
 @dataclass(frozen=True)
@@ -160,13 +215,18 @@ class NDI(Rule):
     As α → 0 these tend to ``B(WB)⁻¹`` and ``(BW)⁻¹B`` (eq. 12).  The latter is a left inverse of
     W: it equals ``W⁺`` on every δ in range(W), and as a matrix when ``B ∝ Wᵀ``.  With Tr-Init
     ``B = −Wᵀ`` both cases are ``W⁺``.
+
+    ``max_norm`` (``None`` or > 0): cap each example's carried ``‖M δ_l‖`` at ``max_norm`` before
+    the gate (Podlaski §7.5.1); scale-aware in the torch engine (see the module docstring).
     """
 
     alpha: float = 1e-3
+    max_norm: float | None = None
     name: ClassVar[str] = "ndi"
 
     def __post_init__(self):
         object.__setattr__(self, "alpha", check_range("alpha", self.alpha, 0.0, None))
+        _check_max_norm(self)
 
     def operator(self, W, R):
         o = ops(W)
@@ -178,7 +238,10 @@ class NDI(Rule):
         return o.solve(A, R)
 
     def propagate(self, W, R, delta, *, delta_out=None):
-        return delta @ self.operator(W, R).T
+        return self.propagate_scaled(W, R, delta, 1.0)
+
+    def propagate_scaled(self, W, R, signal, scale, *, delta_out=None):
+        return cap_rows(signal @ self.operator(W, R).T, self.max_norm, scale)
 
 
 RULES: dict[str, type[Rule]] = {c.name: c for c in (BP, FA, FRFB, DFA, URFB, PBP, NDI)}

@@ -1,0 +1,209 @@
+"""Podlaski & Machens (2020), Fig. 4b: MNIST autoencoder 784-500-250-30-250-500-784 trained with BP
+from a Gaussian and from an orthogonal initialisation, and with PBP and NDI from the Gaussian one.
+
+The paper's claim (§5.2): "BP only learns successfully with orthogonal weight initialization, whereas
+PBP and NDI perform decently in either case".
+
+Settings (§5.2, §7.5.5, and the authors' released ``mnist_autoencoding.py``):
+
+* transfers tanh-tanh-linear-tanh-tanh-linear (a linear 30-unit code and a linear output layer);
+  pixels / 255 in [0, 1], not centred; reconstruction target = the input; squared-error loss
+  ``½‖x − y‖²`` per example (δ_L = x − y); biases start at zero; mini-batches of 100.
+* "Gaussian" init: W ~ N(0, σ²) with σ = 0.01/√3 — the variance of the authors' code, which
+  draws this condition from U(±0.01).  "Orthogonal" init: W has orthonormal rows (contracting
+  layers) or columns (expanding layers), gain 1, from the QR of a seeded Gaussian matrix.
+* NDI: Tr-Init ``B_l = −W_l(0)ᵀ``, leak α = 1e-3.  No cap on δ (§7.5.1: not needed for MNIST).
+* The paper uses learning rate 1e-6 on the batch *sum* (1e-4 per batch mean) for 20-25 epochs of
+  60000 images, which takes hours; here one learning rate for all conditions, ``lr`` = 1e-2 on the
+  batch mean (plain SGD, no weight decay; the paper's 1e-10 is negligible), on a 10000-image
+  training subset for 6 epochs (600 steps) — see ``default_params``.
+
+Reported: the reconstruction error as the mean squared error per pixel, ``mean((x − y)²)`` (the
+authors' measure), on the test images (first ``n_test`` of the standard test set) and on the
+training stream (running mean over each evaluation interval; the full training set at epoch 0).
+
+    python examples/Podlaski_2020/autoencoder.py [--quick] [--data-dir DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridge.data import load_dataset
+from bridge.layers import Activation
+from bridge.losses import TeachingLoss
+from bridge.train import TrainConfig, build_model, train
+
+SIZES = (784, 500, 250, 30, 250, 500, 784)
+CODE_LAYER = 2  # index of the linear 30-unit layer among the activations
+#: condition → (rule, initialisation)
+CONDITIONS = {
+    "bp-gaussian": ("bp", "gaussian"),
+    "bp-orthogonal": ("bp", "orthogonal"),
+    "pbp-gaussian": ("pbp", "gaussian"),
+    "ndi-gaussian": ("ndi", "gaussian"),
+}
+LABELS = {"bp-gaussian": "BP (Gaussian)", "bp-orthogonal": "BP (orthogonal)", "pbp-gaussian": "PBP (Gaussian)",
+          "ndi-gaussian": "NDI (Gaussian)"}
+#: the paper's verdict (§5.2): does the condition learn?
+PAPER_LEARNS = {"bp-gaussian": False, "bp-orthogonal": True, "pbp-gaussian": True, "ndi-gaussian": True}
+
+
+def default_params(quick: bool = False) -> dict:
+    return {"quick": quick, "seed": 0, "data_dir": None,
+            "n_train": 300 if quick else 20000, "n_test": 200 if quick else 2000,
+            "epochs": 1 if quick else 10, "batch_size": 100, "lr": 3e-3, "alpha": 1e-3,
+            "gauss_std": 0.01 / math.sqrt(3.0), "evals_per_epoch": 3 if quick else 2,
+            "learns_fraction": 0.9}
+
+
+def orthogonal_(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fill W (d_out, d_in) with orthonormal rows (d_out ≤ d_in) or columns, from a seeded QR."""
+    d_out, d_in = W.shape
+    A = torch.randn(max(d_out, d_in), min(d_out, d_in), generator=generator, dtype=torch.float64)
+    Q, R = torch.linalg.qr(A)
+    Q = Q * torch.sign(torch.diagonal(R))  # Haar-distributed (Mezzadri 2007)
+    with torch.no_grad():
+        W.copy_((Q.T if d_out < d_in else Q).to(W.dtype))
+    return W
+
+
+def initialise(model, kind: str, generator: torch.Generator, gauss_std: float) -> None:
+    """Overwrite the engine's U(±s) draw: W Gaussian or orthogonal, biases zero."""
+    with torch.no_grad():
+        for lin in model.linears:
+            if kind == "gaussian":
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=generator, dtype=torch.float64) * gauss_std)
+            elif kind == "orthogonal":
+                orthogonal_(lin.weight, generator)
+            else:
+                raise ValueError(f"unknown initialisation {kind!r}; valid: gaussian, orthogonal")
+            if lin.bias is not None:
+                lin.bias.zero_()
+
+
+def autoencoder_data(p: dict):
+    data = load_dataset("mnist", data_dir=p["data_dir"], seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"])
+    return dataclasses.replace(data, y_train=data.x_train, y_test=data.x_test, classification=False, n_classes=None)
+
+
+def _run_one(name: str, p: dict, data) -> dict:
+    rule, init = CONDITIONS[name]
+    cfg = TrainConfig(task="mnist", rule=rule, sizes=SIZES, activation="tanh", output_activation="linear",
+                      loss="mse", lr=p["lr"], batch_size=p["batch_size"], epochs=p["epochs"], seed=p["seed"],
+                      alpha=p["alpha"], evals_per_epoch=p["evals_per_epoch"], quiet=True, probe_size=64).resolved()
+    model = build_model(cfg, data.n_in, data.n_out)
+    model.activations[CODE_LAYER] = Activation("linear")  # tanh-tanh-LINEAR-tanh-tanh-linear
+    # the same initial W for every condition with the same init (one generator per init kind)
+    initialise(model, init, torch.Generator().manual_seed(p["seed"] + 1), p["gauss_std"])
+    if rule == "ndi":  # Tr-Init B_l = −W_l(0)ᵀ (the authors' 'neg-transpose')
+        with torch.no_grad():
+            for lin in list(model.linears)[1:]:
+                lin.feedback.copy_(-lin.weight.T)
+    rows, t0 = [], time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            train(model, data, TeachingLoss("mse"), cfg, log=rows.append)
+            diverged = None
+        except (FloatingPointError, torch.linalg.LinAlgError) as e:  # loss → inf/nan, or NDI's WB − αI singular
+            diverged = f"{type(e).__name__}: {e}".splitlines()[0]
+    per_pixel = 2.0 / data.n_in  # ½‖e‖² per example → mean squared error per pixel
+    return {"epoch": [r["epoch"] for r in rows], "train_mse": [r["train_loss"] * per_pixel for r in rows],
+            "test_mse": [r["test_loss"] * per_pixel for r in rows],
+            "angle_bp_deg": rows[-1].get("angle_bp_deg") if rows else None,
+            "seconds": time.perf_counter() - t0, "diverged": diverged}
+
+
+def baselines(data) -> dict:
+    """Reference errors: output ≡ 0, and output ≡ the mean training image (what a stuck net learns)."""
+    mean = data.x_train.mean(0, keepdims=True)
+    return {"zero": float((data.x_test.astype(np.float64) ** 2).mean()),
+            "mean_image": float(((data.x_test - mean).astype(np.float64) ** 2).mean())}
+
+
+def simulate(params: dict | None = None) -> dict:
+    p = {**default_params(), **(params or {})}
+    torch.set_num_threads(1)
+    data = autoencoder_data(p)
+    res = {"params": p, "baselines": baselines(data)}
+    for name in CONDITIONS:
+        res[name] = _run_one(name, p, data)
+        r = res[name]
+        # "learns": its final test error is well below the mean-image plateau a stuck network sits on
+        fin = r["test_mse"][-1] if r["test_mse"] else math.nan
+        r["learns"] = bool(r["diverged"] is None and math.isfinite(fin)
+                           and fin < p["learns_fraction"] * res["baselines"]["mean_image"])
+    return res
+
+
+def plot(results: dict, axes) -> None:
+    ax_tr, ax_te = axes
+    for name in CONDITIONS:
+        r = results[name]
+        ax_tr.plot(r["epoch"], r["train_mse"], label=LABELS[name])
+        ax_te.plot(r["epoch"], r["test_mse"], label=LABELS[name])
+    for ax, split in ((ax_tr, "train (running)"), (ax_te, "test")):
+        ax.axhline(results["baselines"]["mean_image"], color="0.6", ls="--", lw=0.8, label="mean image")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("reconstruction MSE per pixel")
+        ax.set_yscale("log")
+        ax.set_title(f"MNIST autoencoder, {split}")
+    ax_te.legend(fontsize=8)
+
+
+def summary(res: dict) -> dict:
+    s = {"baselines": res["baselines"]}
+    for name in CONDITIONS:
+        r = res[name]
+        s[name] = {"test_mse": r["test_mse"][-1] if r["test_mse"] else None,
+                   "train_mse": r["train_mse"][-1] if r["train_mse"] else None,
+                   "learns": r["learns"], "paper_learns": PAPER_LEARNS[name], "seconds": r["seconds"],
+                   "diverged": r["diverged"]}
+    return s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="300 training images, 1 epoch (seconds)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default="runs/podlaski_autoencoder")
+    args = ap.parse_args(argv)
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bridge.train import jsonable
+
+    p = default_params(args.quick)
+    p["data_dir"] = args.data_dir
+    res = simulate(p)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plot(res, axes)
+    fig.tight_layout()
+    fig.savefig(out / "autoencoder.png", dpi=110)
+    plt.close(fig)
+    curves = {name: {k: res[name][k] for k in ("epoch", "train_mse", "test_mse")} for name in CONDITIONS}
+    (out / "curves.json").write_text(json.dumps(jsonable({"params": p, **curves}), indent=1))
+    s = summary(res)
+    (out / "summary.json").write_text(json.dumps(jsonable(s), indent=2))
+    print(json.dumps(jsonable(s), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
