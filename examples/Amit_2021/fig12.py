@@ -264,7 +264,7 @@ def write_outputs(results: dict, out: Path) -> dict:
     n = len(results["runs"])
     fig, axes = plt.subplots(1 + k, n, figsize=(3.6 * n + 0.6, 2.4 * (1 + k)), squeeze=False, sharex=True)
     plot(results, axes)
-    fig.suptitle("Amit 2021 Fig. 12: linear ODEs (eq. 9), 40-100-100-10, Euler dt=%g" % results["params"]["dt"],
+    fig.suptitle("Amit 2021 Fig. 12\nlinear ODEs (eq. 9), 40-100-100-10\nEuler dt=%g" % results["params"]["dt"],
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "fig12.png", dpi=110)

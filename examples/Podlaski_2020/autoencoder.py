@@ -63,7 +63,7 @@ def default_params(quick: bool = False) -> dict:
             "n_train": 300 if quick else 20000, "n_test": 200 if quick else 2000,
             "epochs": 1 if quick else 10, "batch_size": 100, "lr": 3e-3, "alpha": 1e-3,
             "gauss_std": 0.01 / math.sqrt(3.0), "evals_per_epoch": 3 if quick else 2,
-            "learns_fraction": 0.9}
+            "learns_fraction": 0.9, "max_norm": None}
 
 
 def orthogonal_(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -100,7 +100,9 @@ def _run_one(name: str, p: dict, data) -> dict:
     rule, init = CONDITIONS[name]
     cfg = TrainConfig(task="mnist", rule=rule, sizes=SIZES, activation="tanh", output_activation="linear",
                       loss="mse", lr=p["lr"], batch_size=p["batch_size"], epochs=p["epochs"], seed=p["seed"],
-                      alpha=p["alpha"], evals_per_epoch=p["evals_per_epoch"], quiet=True, probe_size=64).resolved()
+                      alpha=p["alpha"], evals_per_epoch=p["evals_per_epoch"], quiet=True, probe_size=64,
+                      rule_params={"max_norm": p["max_norm"]} if rule in ("pbp", "ndi") and p["max_norm"] else {},
+                      ).resolved()
     model = build_model(cfg, data.n_in, data.n_out)
     model.activations[CODE_LAYER] = Activation("linear")  # tanh-tanh-LINEAR-tanh-tanh-linear
     # the same initial W for every condition with the same init (one generator per init kind)
