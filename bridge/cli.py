@@ -59,10 +59,10 @@ def _fmt(x, spec=".4g"):
 # ----------------------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     """Train every available rule on the embedded digits task and compare them."""
+    import torch
+
     from .plots import plot_history
     from .train import TrainConfig, run_experiment
-
-    import torch
 
     # the embedded networks are small: one thread is as fast, and it does not collapse when another
     # process holds the other cores (thread oversubscription slowed this job 10× in measurements)
