@@ -22,3 +22,8 @@ def pytest_configure(config):
     import logging
 
     logging.getLogger("brian2").setLevel(logging.INFO)
+    # the test networks are small: one torch thread is as fast and does not collapse when other
+    # processes hold the cores
+    import torch
+
+    torch.set_num_threads(1)
