@@ -43,3 +43,32 @@ def plot_history(histories: dict, folder, title: str = "") -> list[Path]:
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
+
+
+def save_results(out, results: dict, *, name: str = "results.json") -> Path:
+    """Write ``results`` as JSON into the folder ``out`` (created), numpy values made plain."""
+    import json
+
+    from .train import jsonable
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(jsonable(results), indent=1))
+    return path
+
+
+def save_figure(path, plot_fn, results, *, nrows: int = 1, ncols: int = 1, figsize=(6, 4), dpi: int = 120,
+                **subplots_kw) -> Path:
+    """Draw ``plot_fn(results, axes)`` on a fresh figure, save it to ``path`` and close it.
+
+    The examples' ``plot(results, axes)`` functions take the axes they draw on; this is the one
+    place that makes the figure around them.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, **subplots_kw)
+    plot_fn(results, axes)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -23,7 +23,6 @@ Run ``python examples/Lillicrap_2016/fig1.py [--quick] [--seeds N] [--out DIR]``
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -147,12 +146,6 @@ def plot(results: dict, axes) -> None:
     ax_e.set(xlabel="training examples", ylabel="Δh_FA ∠ Δh_BP (deg)", ylim=(0, 100), title="Fig. 1e")
 
 
-def _jsonable(obj):
-    from bridge.train import jsonable
-
-    return jsonable(obj)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="fig1", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,19 +162,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     results = simulate(params, progress=lambda s: print(s, flush=True))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     results["seconds"] = time.perf_counter() - t0
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    from bridge.plots import save_figure, save_results
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
-    plot(results, axes)
-    fig.savefig(out / f"{NAME}.png", dpi=120)
-    plt.close(fig)
+    save_results(out, results)
+    save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)
     for cond, s in results["summary"].items():
         line = f"{cond:8s} final NSE {s['nse_final']['mean']:.3g} ± {s['nse_final']['sd']:.2g}"
         if "angle_bp_deg_final" in s:

@@ -18,7 +18,6 @@ Run ``python examples/Lillicrap_2016/fig4.py [--quick] [--seeds N] [--out DIR]``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -137,12 +136,6 @@ def plot(results: dict, axes) -> None:
     ax_c.set(xlabel="training examples", ylabel="Δh_FA ∠ Δh_PBP (deg)", ylim=(0, 100), title="Fig. 4c")
 
 
-def _jsonable(obj):
-    from bridge.train import jsonable
-
-    return jsonable(obj)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="fig4", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,18 +153,10 @@ def main(argv=None) -> int:
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    from bridge.plots import save_figure, save_results
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    plot(results, axes)
-    fig.savefig(out / f"{NAME}.png", dpi=120)
-    plt.close(fig)
+    save_results(out, results)
+    save_figure(out / f"{NAME}.png", plot, results, ncols=3, figsize=(13, 3.6), constrained_layout=True)
     print(f"{'omega':>8s} {'FA∠BP late':>10s} {'FA∠PBP late':>11s} {'PBP<BP from':>11s} {'NSE end':>9s}")
     for r in results["summary"]:
         cross = "never" if r["examples_pbp_below_bp"] is None else f"{r['examples_pbp_below_bp']:.0f}"

@@ -22,7 +22,6 @@ Run ``python examples/Lillicrap_2016/task2_mnist.py [--quick] [--seeds N] [--epo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -166,12 +165,6 @@ def plot(results: dict, axes) -> None:
     ax_b.legend(frameon=False)
 
 
-def _jsonable(obj):
-    from bridge.train import jsonable
-
-    return jsonable(obj)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="task2_mnist", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,18 +185,10 @@ def main(argv=None) -> int:
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    from bridge.plots import save_figure, save_results
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
-    plot(results, axes)
-    fig.savefig(out / f"{NAME}.png", dpi=120)
-    plt.close(fig)
+    save_results(out, results)
+    save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)
     print(f"{'condition':12s} {'n':>2s} {'test error %':>16s} {'best %':>14s} {'paper %':>7s}")
     for cond, s in results["summary"].items():
         if s["n"] == 0:

@@ -182,27 +182,18 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from bridge.plots import save_figure, save_results
     from bridge.train import jsonable
 
     p = default_params(args.quick)
     p["data_dir"] = args.data_dir
     res = simulate(p)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    plot(res, axes)
-    fig.tight_layout()
-    fig.savefig(out / "autoencoder.png", dpi=110)
-    plt.close(fig)
+    save_figure(out / "autoencoder.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
     curves = {name: {k: res[name][k] for k in ("epoch", "train_mse", "test_mse")} for name in CONDITIONS}
-    (out / "curves.json").write_text(json.dumps(jsonable({"params": p, **curves}), indent=1))
+    save_results(out, {"params": p, **curves}, name="curves.json")
     s = summary(res)
-    (out / "summary.json").write_text(json.dumps(jsonable(s), indent=2))
+    save_results(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
     return 0
 

@@ -100,26 +100,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bridge.plots import save_figure, save_results
+    from bridge.train import jsonable
 
     p = default_params(args.quick)
     p["data_dir"] = args.data_dir
     res = simulate(p)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    plot(res, ax)
-    fig.tight_layout()
-    fig.savefig(out / "mnist.png", dpi=110)
-    plt.close(fig)
+    save_figure(out / "mnist.png", plot, res, figsize=(5, 4), dpi=110, layout="tight")
     s = {rule: {"test_error": res[rule]["test_error"][-1] if res[rule]["test_error"] else None,
                 "seconds": res[rule]["seconds"], "diverged": res[rule]["diverged"]} for rule in RULES}
     s["di"].update({"max_eig": res["di"]["max_eig"], **res["di"]["angles"]})
-    (out / "summary.json").write_text(json.dumps(s, indent=2, default=float))
-    print(json.dumps(s, indent=2, default=float))
+    save_results(out, s, name="summary.json")
+    print(json.dumps(jsonable(s), indent=2))
     return 0
 
 
