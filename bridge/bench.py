@@ -1,6 +1,6 @@
 """``credit bench`` core rows: one SGD step of each rule against plain torch backprop.
 
-Same MLP 784-1000-10 (tanh, softmax cross-entropy), batch 128, float32, on the CPU.  Every
+Same MLP 784-1000-10 (tanh, softmax cross-entropy), batch 128, float32, on ``--device`` (CPU by default).  Every
 implementation is timed in the same process, interleaved step by step (round-robin), so that
 slow drifts of the machine hit all of them alike; the ratio is the median step time of the rule
 over the median step time of plain torch (``nn.Linear`` + ``F.cross_entropy`` + ``SGD``).
@@ -22,8 +22,8 @@ SIZES = (784, 1000, 10)
 BATCH = 128
 
 
-def _plain_step_fn(gen):
-    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Tanh(), nn.Linear(SIZES[1], SIZES[2]))
+def _plain_step_fn(gen, device):
+    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Tanh(), nn.Linear(SIZES[1], SIZES[2])).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step(x, y):
@@ -34,8 +34,8 @@ def _plain_step_fn(gen):
     return step
 
 
-def _rule_step_fn(rule, gen):
-    model = FeedbackMLP(SIZES, rule, activation="tanh", generator=gen)
+def _rule_step_fn(rule, gen, device):
+    model = FeedbackMLP(SIZES, rule, activation="tanh", generator=gen).to(device)
     loss = TeachingLoss("ce")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
@@ -47,14 +47,17 @@ def _rule_step_fn(rule, gen):
     return step
 
 
-def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each fn, timed round-robin in one process."""
+def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3, device="cpu") -> dict:
+    """Median seconds per call of each fn, timed round-robin in one process (CUDA synchronised)."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     times = {k: [] for k in fns}
     batches = [make_batch(i) for i in range(repeats + warmup)]
     for i, (x, y) in enumerate(batches):
         for name, fn in fns.items():
+            sync()
             t0 = time.perf_counter()
             fn(x, y)
+            sync()
             dt = time.perf_counter() - t0
             if i >= warmup:
                 times[name].append(dt)
@@ -68,13 +71,15 @@ def bench_rules(opts) -> list[dict]:
     gen = torch.Generator().manual_seed(opts.seed)
     data_gen = torch.Generator().manual_seed(opts.seed + 1)
     names = [r for r in ("bp", "fa", "dfa", "urfb", "pbp", "ndi") if r in RULES]
-    fns = {"torch-bp": _plain_step_fn(gen)}
-    fns.update({r: _rule_step_fn(r, gen) for r in names})
+    dev = opts.device
+    fns = {"torch-bp": _plain_step_fn(gen, dev)}
+    fns.update({r: _rule_step_fn(r, gen, dev) for r in names})
 
     def make_batch(i):
-        return torch.randn(BATCH, SIZES[0], generator=data_gen), torch.randint(0, SIZES[-1], (BATCH,), generator=data_gen)
+        x = torch.randn(BATCH, SIZES[0], generator=data_gen)
+        return x.to(dev), torch.randint(0, SIZES[-1], (BATCH,), generator=data_gen).to(dev)
 
-    med = time_side_by_side(fns, make_batch, repeats=5 if opts.quick else opts.repeats)
+    med = time_side_by_side(fns, make_batch, repeats=5 if opts.quick else opts.repeats, device=dev)
     base = med["torch-bp"]
     rows = [{"name": "step torch-bp 784-1000-10 b128", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
     rows += [{"name": f"step {r} 784-1000-10 b128", "value": med[r] * 1e3, "unit": "ms", "ratio": med[r] / base}

@@ -201,7 +201,14 @@ def cmd_reproduce(args) -> int:
 # --------------------------------------------------------------------------------------- bench
 def cmd_bench(args) -> int:
     registry.load(registry.BENCH_MODULES)
-    opts = registry.BenchOptions(repeats=args.repeats, quick=args.quick, seed=args.seed, only=args.only or [])
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"error: --device cuda: CUDA is not available to this torch ({torch.__version__}); use --device cpu",
+              file=sys.stderr)
+        return 2
+    opts = registry.BenchOptions(repeats=args.repeats, quick=args.quick, seed=args.seed, only=args.only or [],
+                                 device=args.device)
     names = [n for n in registry.BENCHES if not opts.only or n in opts.only]
     results = []
     for n in names:
@@ -291,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NAME", help="benchmark groups to run")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--quiet", action="store_true")
+    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where batched torch runs (rules and di groups; default: %(default)s)")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -26,6 +26,7 @@ Use outside :func:`bridge.train.train`: ``prepare(model)`` once, then after each
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -119,7 +120,7 @@ def _stabilise_loop(model, *, reason, only_if_unstable=True):
     """SSA on the single loop's B = −(−R_2)⋯(−R_L); the new B is written back through R_2."""
     rule, st = model.rule, _state(model)
     Ws = [w.detach() for w in model.weights()]
-    Rs = [r.detach() for r in model.feedbacks()]
+    Rs = [None if r is None else r.detach() for r in model.feedbacks()]
     B = loop_feedback(Rs)
     lam = spectral_abscissa(loop_matrix(Ws[1:], B, rule.alpha))
     if only_if_unstable and lam < 0:
@@ -133,8 +134,8 @@ def _stabilise_loop(model, *, reason, only_if_unstable=True):
     Bd = B.double()
     dR = (Bn - Bd) if P is None else (Bn - Bd) @ torch.linalg.pinv(P.double())
     _set_feedback(model.linears[1], Rs[1].double() + dR)
-    lam_after = spectral_abscissa(loop_matrix(Ws[1:], loop_feedback([r.detach() for r in model.feedbacks()]),
-                                              rule.alpha))
+    lam_after = spectral_abscissa(loop_matrix(Ws[1:], loop_feedback([None if r is None else r.detach()
+                                                                     for r in model.feedbacks()]), rule.alpha))
     st.events.append({"step": st.step, "layer": "loop", "reason": reason, **info, "lambda_written": lam_after})
     if lam_after >= 0:
         raise StabilityError(f"single-loop B could not be written back through R_2 stably "
@@ -204,7 +205,13 @@ def _after_backward(model, x, target, loss):
 @torch.no_grad()
 def di_angles(model, x, target, loss) -> dict:
     """Angles (degrees) between DI's hidden teaching signals and NDI's, PBP's and BP's on a batch
-    (flattened over the batch, per hidden layer), float64 — Podlaski Fig. 3d, f, i."""
+    (flattened over the batch, per hidden layer), float64 — Podlaski Fig. 3d, f, i.
+
+    Also ``angle_ndi_ungated_deg``: to the linear-g DI fixed point (eq. 10's operator with no
+    g'(a) gate, the same chain and cap).  DI's eq. 14 evaluates g at δ, not at the forward
+    activity, so for small errors DI tends to this, not to NDI (which is gated, §4.2): the two
+    angles split DI–NDI differences into the missing gate and the nonlinear inversion.
+    """
     Ws = [w.detach().double() for w in model.weights()]
     bs = [None if b is None else b.detach().double() for b in model.biases()]
     Rs = [None if r is None else r.detach().double() for r in model.feedbacks()]
@@ -217,4 +224,8 @@ def di_angles(model, x, target, loss) -> dict:
     for name, ref in (("ndi", NDI(alpha=model.rule.alpha)), ("pbp", PBP()), ("bp", BP())):
         sig = teaching_signals(ref, Ws, Rs, fwd, dL, model.transfers)
         out[f"angle_{name}_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
+    # eq. 10's operator without NDI's g'(a) gate, through the same chain: what DI tends to for small δ
+    lin = dataclasses.replace(model.rule, transfer="linear", method="steady", max_norm=model.rule.max_norm)
+    sig = lin.reference_signals(Ws, Rs, fwd, dL, model.transfers)
+    out["angle_ndi_ungated_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
     return out

@@ -56,6 +56,7 @@ class BenchOptions:
     quick: bool = False
     seed: int = 0
     only: list = field(default_factory=list)
+    device: str = "cpu"
 
 
 def _registrar(table):

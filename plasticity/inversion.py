@@ -235,14 +235,16 @@ class DISolution:
         return self.controls[-1]
 
 
-def _run(step, state, names, *, tol, max_steps, record, check_every=10):
+def _run(step, state, names, *, tol, max_steps, record, check_every=10, sq=None):
     """Iterate ``state = step(state)`` (state a flat list of arrays) with a relative-change stop.
 
     Every ``check_every`` steps (and at the last) the per-example relative change of the
     whole state, ``‖x_k − x_{k−1}‖ / ‖x_k‖``, is computed; the run stops when its maximum over the
     batch is ≤ ``tol`` (``tol = 0`` runs exactly ``max_steps``).  Non-finite states raise
-    :class:`StabilityError`.
+    :class:`StabilityError`.  ``sq(i, x)``, if given, is the per-example squared norm of state
+    entry ``i`` (for states held in other coordinates).
     """
+    sq = sq or (lambda i, x: _sq(x))
     traj = {nm: [s] for nm, s in zip(names, state)} if record else {}
     rel, steps, converged = math.inf, 0, False
     for k in range(1, max_steps + 1):
@@ -252,8 +254,8 @@ def _run(step, state, names, *, tol, max_steps, record, check_every=10):
             for nm, s in zip(names, new):
                 traj[nm].append(s)
         if k % check_every == 0 or k == max_steps:
-            num = sum(_sq(a - b) for a, b in zip(new, state))
-            den = sum(_sq(a) for a in new)
+            num = sum(sq(i, a - b) for i, (a, b) in enumerate(zip(new, state)))
+            den = sum(sq(i, a) for i, a in enumerate(new))
             total = float(den.sum())
             if not math.isfinite(total) or total > 1e200:
                 raise StabilityError(f"DI dynamics diverged after {k} steps (state norm² = {total:.3g}); "
@@ -273,21 +275,68 @@ def _run(step, state, names, *, tol, max_steps, record, check_every=10):
     return state, steps, converged, rel, traj
 
 
+def subspace_euler_step(W, B, target, c, u, g="linear", alpha=1e-3, dt=0.1, *, architecture="controller"):
+    """:func:`euler_step` with ``δ = B c`` carried as its coordinates ``c`` (n, d_l).
+
+    From δ(0) = 0 every δ update of Algorithm 1 adds a multiple of ``B u`` (``B(δ̃ − δ_l)`` for
+    S1), so δ never leaves the column space of B and the iteration can run on ``c``::
+
+        c ← c + dt(−c + u)                   (controller; δ ← δ + dt(−δ + B u))
+        u ← u + dt(−α u + W g(B c) − δ_l)
+
+        c ← c + dt(−α c + δ̃ − δ_l)           (expanding; δ ← δ + dt(−αδ + B(δ̃ − δ_l)))
+        δ̃ ← δ̃ + dt(−δ̃ + W g(B c))
+
+    The iterates are Algorithm 1's, exactly in exact arithmetic (float rounding differs at the
+    1e-16 level); a step costs the two products with B and W and one g, with no elementwise pass
+    over the d_{l−1}-wide δ.  It pays when d_l < d_{l−1} (784-1000-10's output layer: 10 vs 1000).
+    """
+    g = _g(g)
+    if architecture == "controller":
+        c = c + dt * (-c + u)
+        u = u + dt * (-alpha * u + g(c @ B.T) @ W.T - target)
+    else:
+        c = c + dt * (-alpha * c + (u - target))
+        u = u + dt * (-u + g(c @ B.T) @ W.T)
+    return c, u
+
+
 def simulate(W, B, delta_l, g="linear", alpha=1e-3, dt=0.1, tol=1e-8, max_steps=10000, *,
-             architecture="controller", record=False, check_every=10) -> DISolution:
+             architecture="controller", record=False, check_every=10, subspace=None) -> DISolution:
     """Algorithm 1 for one layer, batched: integrate from δ = u = 0 until the relative change of
     (δ, u) per step is ≤ ``tol`` for every example, or ``max_steps``.  ``delta_l`` is (n, d_l),
-    paper sign.  ``record=True`` keeps the trajectory (``"delta"``, ``"u"``)."""
+    paper sign.  ``record=True`` keeps the trajectory (``"delta"``, ``"u"``).
+
+    ``subspace`` (default: when d_l < d_{l−1}) runs the same iterates on δ's coordinates in the
+    column space of B (:func:`subspace_euler_step`); the stop then measures the change of δ as
+    ``‖B Δc‖`` through the d_l × d_l Gram matrix BᵀB, so it stops at the same step.
+    """
     _check_controller_shapes(W, B, alpha, architecture)
-    z, u0 = _zeros(delta_l, W.shape[1]), _zeros(delta_l, W.shape[0])
+    names = ["delta", "u" if architecture == "controller" else "readout"]
+    u0 = _zeros(delta_l, W.shape[0])
+    if subspace is None:
+        subspace = W.shape[0] < W.shape[1]
+    if not subspace:
+        def step(s):
+            return list(euler_step(W, B, delta_l, s[0], s[1], g, alpha, dt, architecture=architecture))
+
+        (d, u), steps, conv, rel, traj = _run(step, [_zeros(delta_l, W.shape[1]), u0], names, tol=tol,
+                                              max_steps=max_steps, record=record, check_every=check_every)
+        return DISolution([d], [u], steps, conv, rel, traj)
+
+    gram = B.T @ B
 
     def step(s):
-        return list(euler_step(W, B, delta_l, s[0], s[1], g, alpha, dt, architecture=architecture))
+        return list(subspace_euler_step(W, B, delta_l, s[0], s[1], g, alpha, dt, architecture=architecture))
 
-    names = ["delta", "u" if architecture == "controller" else "readout"]
-    (d, u), steps, conv, rel, traj = _run(step, [z, u0], names, tol=tol, max_steps=max_steps,
-                                          record=record, check_every=check_every)
-    return DISolution([d], [u], steps, conv, rel, traj)
+    def sq(i, x):  # per-example ‖·‖² of state entry i: ‖B c‖² = cᵀ(BᵀB)c for δ
+        return ((x @ gram) * x).sum(-1) if i == 0 else _sq(x)
+
+    (c, u), steps, conv, rel, traj = _run(step, [_zeros(delta_l, W.shape[0]), u0], names, tol=tol,
+                                          max_steps=max_steps, record=record, check_every=check_every, sq=sq)
+    if record:
+        traj["delta"] = traj["delta"] @ B.T
+    return DISolution([c @ B.T], [u], steps, conv, rel, traj)
 
 
 def simulate_loop(Ws, B, delta_L, gs, alpha=1e-3, dt=0.1, tol=1e-8, max_steps=10000, *, record=False,
@@ -336,24 +385,33 @@ def _batched_solve(A, b):
     return ops(b).solve(A, b[..., None])[..., 0]
 
 
-def _newton(residual_and_jac, x0, *, tol, max_iter, what):
-    """Damped Newton per example: ``residual_and_jac(x) -> (r (n,d), J (n,d,d))``."""
+def _newton(residual, jacobian, x0, *, tol, max_iter, what):
+    """Damped Newton, per example: ``residual(x) -> r (n, d)``, ``jacobian(x) -> J (n, d, d)``.
+
+    Each example backtracks on its own residual norm (halving its own step until the norm does
+    not grow), and the Jacobian is formed only at accepted points.
+    """
+    o = ops(x0)
     x = x0
-    r, J = residual_and_jac(x)
+    r = residual(x)
     rn = _sq(r)
     for _ in range(max_iter):
         if _to_float(rn) <= tol * tol:
             return x
-        dx = _batched_solve(J, -r)
-        step = 1.0
-        for _ in range(30):  # backtracking on the residual norm (per batch, conservative)
-            xn = x + step * dx
-            rnew, Jnew = residual_and_jac(xn)
+        try:
+            dx = _batched_solve(jacobian(x), -r)
+        except (RuntimeError, np.linalg.LinAlgError) as e:  # torch: RuntimeError subclass; numpy: ValueError
+            raise StabilityError(f"{what}: singular Jacobian, Newton cannot continue ({e})") from e
+        step = 1.0 + 0.0 * rn  # (n,)
+        for _ in range(30):
+            xn = x + step[:, None] * dx
+            rnew = residual(xn)
             rnn = _sq(rnew)
-            if _to_float(rnn - rn) <= 0 or _to_float(rnn) <= tol * tol:
+            bad = (rnn > rn) & (rnn > tol * tol)
+            if not bool(bad.any()):
                 break
-            step *= 0.5
-        x, r, J, rn = xn, rnew, Jnew, rnn
+            step = o.where(bad, 0.5 * step, step)
+        x, r, rn = xn, rnew, rnn
     if _to_float(rn) > tol * tol * 1e6:
         raise StabilityError(f"{what}: Newton did not reach a fixed point (residual {math.sqrt(_to_float(rn)):.3g}); "
                              "the target may lie outside the range of g (no steady state exists)")
@@ -379,22 +437,26 @@ def steady_state(W, B, delta_l, g="linear", alpha=1e-3, *, architecture="control
     if architecture == "controller":
         I = o.eye(W.shape[0], W)
 
-        def rj(u):
-            d = u @ B.T
-            r = g(d) @ W.T - alpha * u - delta_l
-            J = W @ (g.gate(d)[:, :, None] * B) - alpha * I
-            return r, J
+        def res(u):
+            return g(u @ B.T) @ W.T - alpha * u - delta_l
 
-        u = _newton(rj, o.zeros_like(delta_l), tol=tol, max_iter=max_iter, what="DI steady state")
+        def jac(u):
+            return (W * g.gate(u @ B.T)[:, None, :]) @ B - alpha * I
+
+        u = _newton(res, jac, o.zeros_like(delta_l), tol=tol, max_iter=max_iter, what="DI steady state")
         return u @ B.T
     I = o.eye(W.shape[1], W)
 
-    def rj2(d):
-        r = (g(d) @ W.T - delta_l) @ B.T - alpha * d
-        J = (B @ W) * g.gate(d)[:, None, :] - alpha * I
-        return r, J
+    BW = B @ W
 
-    return _newton(rj2, _zeros(delta_l, W.shape[1]), tol=tol, max_iter=max_iter, what="DI (S1-S2) steady state")
+    def res2(d):
+        return (g(d) @ W.T - delta_l) @ B.T - alpha * d
+
+    def jac2(d):
+        return BW * g.gate(d)[:, None, :] - alpha * I
+
+    return _newton(res2, jac2, _zeros(delta_l, W.shape[1]), tol=tol, max_iter=max_iter,
+                   what="DI (S1-S2) steady state")
 
 
 def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50):
@@ -411,13 +473,15 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50)
             xs.append(gs[k - 1](xs[-1]) @ Ws[k - 1].T)
         return xs
 
-    def rj(u):
+    def res(u):
+        return gs[-1](chain(u)[-1]) @ Ws[-1].T - alpha * u - delta_L
+
+    def jac(u):
         xs = chain(u)
-        r = gs[-1](xs[-1]) @ Ws[-1].T - alpha * u - delta_L
         M = gs[0].gate(xs[0])[:, :, None] * B  # (n, d_1, d_L)
         for k in range(1, len(Ws)):
             M = gs[k].gate(xs[k])[:, :, None] * (Ws[k - 1] @ M)
-        return r, Ws[-1] @ M - alpha * I
+        return Ws[-1] @ M - alpha * I
 
     if all(g.name == "linear" for g in gs):  # one linear solve
         P = B
@@ -426,7 +490,7 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50)
         A = Ws[-1] @ P - alpha * I
         u = o.solve(A, delta_L.T).T
     else:
-        u = _newton(rj, o.zeros_like(delta_L), tol=tol, max_iter=max_iter, what="single-loop DI steady state")
+        u = _newton(res, jac, o.zeros_like(delta_L), tol=tol, max_iter=max_iter, what="single-loop DI steady state")
     return chain(u)
 
 
@@ -607,9 +671,9 @@ class DI(Rule):
     * ``tol`` > 0, ``max_steps`` ≥ 1 — stop when the per-step relative change ≤ tol.
     * ``method`` — ``euler`` (simulate the dynamics) or ``steady`` (solve the fixed point).
     * ``init`` — ``tr`` (Tr-Init ``B = −W(0)ᵀ``) or ``random`` (R-Init, stabilised by SSA).
-    * ``transfer`` — the g of eq. 14 for the layer-local :meth:`propagate`; ``None`` = the
-      network's own transfers (:meth:`reference_signals`, the torch engine), linear when a single
-      layer is asked without one.
+    * ``transfer`` — the g of eq. 14; ``None`` = the network's own transfers
+      (:meth:`reference_signals`, the torch engine), linear when a single layer is asked without
+      one (:meth:`propagate`).  Set, it is used in every layer's inversion.
     * ``max_norm`` — optional per-example cap on ‖δ_{l−1}‖ (§7.5.1 used 10 / 1 for regression).
     * ``stabilize`` — in training, run SSA on B whenever S9's largest eigenvalue turns ≥ 0 (§7.5.1).
 
@@ -688,8 +752,10 @@ class DI(Rule):
     # -- network level ----------------------------------------------------------------------------
 
     def reference_signals(self, Ws, Rs, fwd, delta_L, transfers):
-        """``[δ_1, …, δ_L]`` (package sign) for the whole network with each layer's own g."""
-        gs = [get_transfer(t) for t in transfers]
+        """``[δ_1, …, δ_L]`` (package sign) for the whole network with each layer's own g — or,
+        when ``transfer`` is set, that g in every layer's inversion (``transfer="linear"``: the
+        linear steady state of eq. 10 without NDI's g'(a) gate)."""
+        gs = [get_transfer(self.transfer or t) for t in transfers]
         L = len(Ws)
         deltas = [None] * L
         deltas[-1] = delta_L

@@ -90,6 +90,38 @@ def test_tanh_euler_converges_to_newton_steady_state(architecture):
         assert _rel(np.tanh(ss.numpy()) @ W.T, t + 0.1 * u) < 1e-8
 
 
+@pytest.mark.parametrize("architecture", ["controller", "expanding"])
+@pytest.mark.parametrize("g", ["linear", "tanh"])
+def test_subspace_euler_has_algorithm_1_iterates(architecture, g):
+    """δ = B c from δ(0) = 0: the subspace form gives Algorithm 1's trajectory and stop step."""
+    W, B, rng = _mats(d_l=4, d_p=11, seed=5)
+    t = 0.4 * rng.normal(size=(3, 4))
+    args = (torch.tensor(W), torch.tensor(B), torch.tensor(t), g, 0.1, 0.2, 1e-9, 20000)
+    full = simulate(*args, architecture=architecture, record=True, subspace=False)
+    sub = simulate(*args, architecture=architecture, record=True, subspace=True)
+    assert full.converged and sub.converged and sub.steps == full.steps
+    # float64, rounding only: 1e-12 relative over the whole trajectory
+    for name in full.trajectory:
+        assert _rel(sub.trajectory[name].numpy(), full.trajectory[name].numpy()) < 1e-12, name
+    assert _rel(sub.delta.numpy(), full.delta.numpy()) < 1e-12
+
+
+def test_newton_steady_state_backtracks_per_example():
+    """A batch whose examples need different Newton damping: each example finds its own fixed
+    point (a batch-wide step rule stalls here), equal to the converged Euler state."""
+    rng = np.random.default_rng(2)
+    W0 = rng.uniform(-0.1, 0.1, (5, 100))
+    W = W0 + rng.normal(0, 0.1, (5, 100))  # forward weights drifted away from Tr-Init
+    t = rng.normal(size=(32, 5)) * rng.uniform(0.05, 0.6, size=(32, 1))
+    Wt, Bt, tt = torch.tensor(W), torch.tensor(-W0.T), torch.tensor(t)
+    ss = steady_state(Wt, Bt, tt, "tanh", 1e-3)
+    sol = simulate(Wt, Bt, tt, "tanh", 1e-3, 0.5, 1e-11, 100000)
+    assert sol.converged
+    assert _rel(ss.numpy(), sol.delta.numpy()) < 1e-8  # Euler stopped at a 1e-11 relative change
+    one = np.concatenate([steady_state(Wt, Bt, tt[i:i + 1], "tanh", 1e-3).numpy() for i in range(32)])
+    assert _rel(ss.numpy(), one) < 1e-10
+
+
 def test_chains_repeat_and_single_loop():
     rng = np.random.default_rng(3)
     W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))
@@ -235,6 +267,57 @@ def test_di_learns_nonlinear_regression_with_euler_dynamics():
     assert hist[-1]["test_nse"] < 0.7 * hist[0]["test_nse"]
     assert all(not torch.allclose(w, w0) for w, w0 in zip(model.weights(), W0))
     assert max(max(r["max_eig"]) for r in model.di_state.stability) < 0
+
+
+@pytest.mark.parametrize("init", ["tr", "random"])
+def test_single_loop_training_in_the_engine(init):
+    """Algorithm 3 through the engine on 4-6-5-3: prepare (Tr-Init, or R-Init made stable by SSA on
+    the loop's B), stable loop, gradients −⟨δ hᵀ⟩ from the single-loop signals."""
+    import bridge.inversion as bi
+    from bridge.losses import TeachingLoss
+    from bridge.network import FeedbackMLP
+    from plasticity import forward, output_signal
+
+    g = torch.Generator().manual_seed(1)
+    rule = DI(alpha=0.1, method="steady", chain="single-loop", init=init)
+    model = FeedbackMLP((4, 6, 5, 3), rule, activation="tanh", generator=g, dtype=torch.float64)
+    st = bi.prepare(model)
+    assert bi.di_stability(model)[0] < 0
+    if init == "tr":
+        assert torch.equal(model.linears[2].feedback, -model.linears[2].weight.detach().T)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(5, 3, generator=g, dtype=torch.float64) * 0.3
+    loss = TeachingLoss("mse")
+    loss(model(x), y).backward()
+    bi.apply_di(model, x, y, loss)
+    Ws = [w.detach() for w in model.weights()]
+    fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
+    B = loop_feedback([None if r is None else r.detach() for r in model.feedbacks()])
+    xs = steady_state_loop(Ws[1:], B, -output_signal(loss.loss, fwd, y, "linear"), model.transfers[:-1], 0.1)
+    for l in range(2):
+        assert _rel(model.linears[l].weight.grad, (xs[l].T @ fwd.hs[l]) / 5) < 1e-10  # package sign: δ = −paper δ
+    assert st.step == 1 and len(st.stability) == 1
+
+
+def test_di_small_errors_follow_the_ungated_linear_inversion_not_ndi():
+    """Eq. 14 puts g on δ, not on the forward activity: for small errors DI's fixed point is eq. 10's
+    operator *without* NDI's g'(a) gate.  With saturated hidden units the gate turns NDI away."""
+    import bridge.inversion as bi
+    from bridge.losses import TeachingLoss
+    from bridge.network import FeedbackMLP
+
+    g = torch.Generator().manual_seed(0)
+    rule = DI(alpha=0.01, method="steady")
+    model = FeedbackMLP((6, 12, 4), rule, activation="tanh", generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        model.linears[0].weight.mul_(40.0)  # hidden pre-activations of order several: g'(a) far from 1
+    bi.prepare(model)
+    x = torch.randn(16, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x) + 1e-4 * torch.randn(16, 4, generator=g, dtype=torch.float64)  # tiny output errors
+    ang = bi.di_angles(model, x, y, TeachingLoss("mse"))
+    assert ang["angle_ndi_ungated_deg"][0] < 0.1
+    assert ang["angle_ndi_deg"][0] > 20.0
 
 
 def test_hook_sets_di_gradients():

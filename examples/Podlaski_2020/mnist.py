@@ -7,7 +7,14 @@ learning rate 1e-3, weight decay 1e-6; FA feedback U(±0.5); NDI and DI Tr-Init.
 online for 15 epochs (BP 1.9 %, FA 1.7 %, PBP and NDI 2.7 % test error); the default here uses
 mini-batches of 32 with learning rate 32·1e-3 (the same per-example step), 5 epochs.
 
-    python examples/Podlaski_2020/mnist.py [--quick] [--data-dir DIR] [--out DIR]
+What full DI shows here: DI's eq. 14 applies g to the error δ, never to the forward activity, so
+for small errors its fixed point is eq. 10's operator *without* the g'(a) gate that NDI carries
+(§4.2 says the derivative is "implicitly incorporated"; it is g'(0) = 1).  The control
+``di-linear-g`` (that ungated operator, solved directly) trains like full DI; NDI does not.  Panel 2
+tracks the largest real S9 eigenvalue, which drifts up towards 0 under DI training (SSA then acts).
+
+    python examples/Podlaski_2020/mnist.py [--quick] [--conditions NAME ...] [--epochs N] [--seed S]
+                                           [--data-dir DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -25,14 +32,21 @@ from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
 from bridge.train import TrainConfig, build_model, train
 
-RULES = ("bp", "fa", "pbp", "ndi", "di")
+#: condition → (rule, rule parameters).  "di-linear-g" is a control: DI's fixed point with linear g
+#: in eq. 14 — eq. 10's operator without NDI's g'(a) gate, which is what DI tends to for small errors
+#: (eq. 14 applies g to δ, not to the forward activity) — solved directly.
+CONDITIONS = {
+    "bp": ("bp", {}), "fa": ("fa", {}), "pbp": ("pbp", {}), "ndi": ("ndi", {}), "di": ("di", {}),
+    "di-linear-g": ("di", {"transfer": "linear", "method": "steady"}),
+}
+RULES = tuple(CONDITIONS)
 
 
 def default_params(quick: bool = False) -> dict:
     return {"quick": quick, "seed": 0, "alpha": 1e-3, "data_dir": None,
             "n_train": 2000 if quick else None, "n_test": 1000 if quick else None,
             "epochs": 1 if quick else 5, "batch_size": 32, "lr_per_example": 1e-3, "weight_decay": 1e-6,
-            "di_dt": 0.5, "di_tol": 1e-5, "di_max_steps": 2000}
+            "di_dt": 0.5, "di_tol": 1e-5, "di_max_steps": 2000, "conditions": list(CONDITIONS)}
 
 
 def _standardise(data):
@@ -45,8 +59,10 @@ def _standardise(data):
                                x_test=((data.x_test - mean) / sd).astype(np.float32))
 
 
-def _run_one(rule, p, data):
-    rp = dict(method="euler", dt=p["di_dt"], tol=p["di_tol"], max_steps=p["di_max_steps"]) if rule == "di" else {}
+def _run_one(name, p, data):
+    rule, extra = CONDITIONS[name]
+    rp = {**dict(method="euler", dt=p["di_dt"], tol=p["di_tol"], max_steps=p["di_max_steps"]), **extra} \
+        if rule == "di" else {}
     cfg = TrainConfig(task="mnist", rule=rule, sizes=(784, 1000, 10), activation="tanh", output_activation="linear",
                       loss="ce", lr=p["lr_per_example"] * p["batch_size"], batch_size=p["batch_size"],
                       epochs=p["epochs"], weight_decay=p["weight_decay"], seed=p["seed"], weight_scale=0.01,
@@ -69,7 +85,10 @@ def _run_one(rule, p, data):
     out = {"epoch": [r["epoch"] for r in rows], "test_error": [r["test_error"] for r in rows],
            "seconds": rows[-1]["seconds"] if rows else None, "diverged": diverged}
     if rule == "di":
-        out["max_eig"] = max(max(r["max_eig"]) for r in model.di_state.stability)
+        st = model.di_state.stability
+        out["max_eig"] = max(max(r["max_eig"]) for r in st)
+        out["max_eig_trace"] = [(r["step"], max(r["max_eig"])) for r in st[:: max(1, len(st) // 400)]]
+        out["stabilisations"] = len(model.di_state.events)
         x, y = torch.as_tensor(data.x_test[:256]), torch.as_tensor(data.y_test[:256])
         out["angles"] = bi.di_angles(model, x, y, TeachingLoss("ce"))
     return out
@@ -79,23 +98,39 @@ def simulate(params: dict | None = None) -> dict:
     p = {**default_params(), **(params or {})}
     data = _standardise(load_dataset("mnist", data_dir=p["data_dir"], seed=p["seed"], n_train=p["n_train"],
                                      n_test=p["n_test"]))
-    return {"params": p, **{rule: _run_one(rule, p, data) for rule in RULES}}
+    unknown = set(p["conditions"]) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"conditions: unknown {sorted(unknown)}; choose from {', '.join(CONDITIONS)}")
+    return {"params": p, **{name: _run_one(name, p, data) for name in p["conditions"]}}
 
 
-def plot(results: dict, ax) -> None:
-    for rule in RULES:
-        r = results[rule]
-        ax.plot(r["epoch"], 100 * np.array(r["test_error"]), label=rule.upper())
+def plot(results: dict, axes) -> None:
+    """axes: two — test error per condition; largest real S9 eigenvalue of the DI conditions."""
+    ax, ax2 = axes
+    for name in results["params"]["conditions"]:
+        r = results[name]
+        ax.plot(r["epoch"], 100 * np.array(r["test_error"]), label=name.upper())
+        if "max_eig_trace" in r:
+            st = np.array(r["max_eig_trace"])
+            ax2.plot(st[:, 0], st[:, 1], lw=0.8, label=name.upper())
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
     ax.set_title("MNIST 784-1000-10")
     ax.legend()
+    ax2.axhline(0, color="k", lw=0.5)
+    ax2.set_xlabel("step")
+    ax2.set_title("DI: max Re λ(S9) (SSA when ≥ 0)")
+    ax2.legend()
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
+                    help=f"subset of {', '.join(CONDITIONS)} (default: all)")
+    ap.add_argument("--epochs", type=int, help="override the epochs")
+    ap.add_argument("--seed", type=int, help="override the seed")
     ap.add_argument("--out", default="runs/podlaski_mnist")
     args = ap.parse_args(argv)
     import json
@@ -105,12 +140,20 @@ def main(argv=None) -> int:
 
     p = default_params(args.quick)
     p["data_dir"] = args.data_dir
+    for key in ("conditions", "epochs", "seed"):
+        if getattr(args, key) is not None:
+            p[key] = getattr(args, key)
     res = simulate(p)
     out = Path(args.out)
-    save_figure(out / "mnist.png", plot, res, figsize=(5, 4), dpi=110, layout="tight")
-    s = {rule: {"test_error": res[rule]["test_error"][-1] if res[rule]["test_error"] else None,
-                "seconds": res[rule]["seconds"], "diverged": res[rule]["diverged"]} for rule in RULES}
-    s["di"].update({"max_eig": res["di"]["max_eig"], **res["di"]["angles"]})
+    save_figure(out / "mnist.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
+    s = {}
+    for name in p["conditions"]:
+        r = res[name]
+        s[name] = {"test_error": r["test_error"][-1] if r["test_error"] else None, "seconds": r["seconds"],
+                   "diverged": r["diverged"]}
+        if "angles" in r:
+            s[name].update({"max_eig": r["max_eig"], "stabilisations": r["stabilisations"], **r["angles"]})
+    save_results(out, res, name="results.json")
     save_results(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
     return 0
