@@ -18,7 +18,8 @@ It also initialises the feedback (Tr-Init ``B = −W(0)ᵀ``, or R-Init stabilis
 the largest real eigenvalue of S9 for every layer (or of the single loop's Jacobian), and runs SSA
 on B whenever it turns ≥ 0 (§7.5.1) — raising :class:`~plasticity.inversion.StabilityError` if that
 fails, never diverging silently.  The record is ``model.di_state`` (:class:`DIState`):
-``stability`` rows ``{"step", "max_eig": [per layer]}`` and ``events`` (stabilisations).
+``stability`` rows ``{"step", "max_eig": [per layer]}`` — measured before this step's DI, plus
+``"max_eig_after"`` when SSA acted on it — and ``events`` (stabilisations).
 
 Use outside :func:`bridge.train.train`: ``prepare(model)`` once, then after each
 ``loss.backward()`` call ``apply_di(model, x, target, loss)``.
@@ -46,7 +47,8 @@ from plasticity.inversion import (
 from .metrics import angle_deg
 from .train import register_after_backward
 
-__all__ = ["DIState", "prepare", "apply_di", "di_signals", "di_stability", "di_angles", "StabilityError"]
+__all__ = ["DIState", "prepare", "apply_di", "di_signals", "di_stability", "effective_max_eig", "di_angles",
+           "StabilityError"]
 
 
 @dataclass
@@ -142,6 +144,11 @@ def _stabilise_loop(model, *, reason, only_if_unstable=True):
                              f"(largest eigenvalue {lam_after:.4g})")
 
 
+def effective_max_eig(row: dict) -> float:
+    """The largest S9 eigenvalue the DI computation of a ``stability`` row actually ran with."""
+    return max(row.get("max_eig_after", row["max_eig"]))
+
+
 @torch.no_grad()
 def di_stability(model) -> list[float]:
     """Largest real eigenvalue of S9 for layers 2…L (one number for the single loop)."""
@@ -176,7 +183,8 @@ def apply_di(model, x, target, loss) -> None:
     if len(model.linears) > 1:
         if st.step % max(st.monitor_every, 1) == 0:
             eig = di_stability(model)
-            st.stability.append({"step": st.step, "max_eig": eig})
+            row = {"step": st.step, "max_eig": eig}
+            st.stability.append(row)
             if rule.stabilize and max(eig) >= 0:
                 if rule.chain == "single-loop" and len(model.linears) > 2:
                     _stabilise_loop(model, reason="training")
@@ -184,6 +192,7 @@ def apply_di(model, x, target, loss) -> None:
                     for l, lam in enumerate(eig, start=1):
                         if lam >= 0:
                             _stabilise_layer(model, l, reason="training")
+                row["max_eig_after"] = di_stability(model)
         deltas, fwd = di_signals(model, x, target, loss)
         n = x.shape[0]
         for l, lin in enumerate(list(model.linears)[:-1]):
@@ -221,11 +230,12 @@ def di_angles(model, x, target, loss) -> dict:
     dL = output_signal(lossfn, fwd, tgt, model.transfers[-1])
     di = model.rule.reference_signals(Ws, Rs, fwd, dL, model.transfers)
     out = {}
-    for name, ref in (("ndi", NDI(alpha=model.rule.alpha)), ("pbp", PBP()), ("bp", BP())):
+    cap = model.rule.max_norm  # the same §7.5.1 cap on every inversion compared (BP has none)
+    for name, ref in (("ndi", NDI(alpha=model.rule.alpha, max_norm=cap)), ("pbp", PBP(max_norm=cap)), ("bp", BP())):
         sig = teaching_signals(ref, Ws, Rs, fwd, dL, model.transfers)
         out[f"angle_{name}_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
     # eq. 10's operator without NDI's g'(a) gate, through the same chain: what DI tends to for small δ
-    lin = dataclasses.replace(model.rule, transfer="linear", method="steady", max_norm=model.rule.max_norm)
+    lin = dataclasses.replace(model.rule, transfer="linear", method="steady")
     sig = lin.reference_signals(Ws, Rs, fwd, dL, model.transfers)
     out["angle_ndi_ungated_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
     return out

@@ -56,3 +56,37 @@ def test_autoencoder_quick(tmp_path, shared_data):
         # biases start at zero and W is small or orthogonal: the first error is near ‖x‖² per pixel
         assert c["test_mse"][0] == pytest.approx(s["baselines"]["zero"], rel=0.2)
         assert s[name]["paper_learns"] == (name != "bp-gaussian")
+
+
+def test_fig3_all_conditions_small(tmp_path):
+    """Every Fig. 3 condition runs (SDI on the nonlinear task only); linear DI sits on NDI."""
+    from bridge.plots import save_figure
+
+    mod = _load("fig3")
+    p = {**mod.default_params(quick=True), "n_train": 40, "n_test": 40, "epochs": 1, "evals_per_epoch": 2,
+         "di_max_steps": 200}
+    res = mod.simulate(p, progress=False)
+    assert set(res["linear"]) == set(mod.CONDITIONS) - {"sdi"} and set(res["nonlinear"]) == set(mod.CONDITIONS)
+    s = mod.summary(res)
+    for kind in ("linear", "nonlinear"):
+        for name, row in s[kind].items():
+            assert row["nmse"] != "diverged" and _finite(row["nmse"]), (kind, name)
+            if mod.CONDITIONS[name][0] == "di":
+                assert row["max_eig_final"] < 0 and len(row["angle_ndi_ungated_deg"]) == (1 if kind == "linear" else 2)
+    # linear network: DI's fixed point is eq. 10, NDI's operator, and no gate exists: 0° (same cap on both)
+    for name in ("di", "di-a0", "di-rinit"):
+        assert s["linear"][name]["angle_ndi_deg"][0] < 1.0, name
+    assert save_figure(tmp_path / "fig3.png", mod.plot, res, nrows=2, ncols=4).stat().st_size > 0
+
+
+def test_mnist_di_tracks_its_ungated_control(tmp_path, shared_data):
+    mod = _load("mnist")
+    p = {**mod.default_params(quick=True), "data_dir": str(shared_data), "n_train": 320, "n_test": 200,
+         "conditions": ["ndi", "di", "di-linear-g"]}
+    res = mod.simulate(p)
+    for name in p["conditions"]:
+        assert res[name]["diverged"] is None and all(0 <= e <= 1 for e in res[name]["test_error"])
+    a = res["di"]["angles"]
+    # full DI (Euler, tanh in eq. 14) is far closer to the ungated operator than to gated NDI
+    assert a["angle_ndi_ungated_deg"][0] < 2.0 < a["angle_ndi_deg"][0]
+    assert res["di"]["max_eig_final"] < 0

@@ -120,7 +120,7 @@ def _run_one(kind: str, name: str, p: dict, data) -> dict:
     out = {"epoch": [r["epoch"] for r in rows], "nmse": [r["test_nse"] for r in rows], "diverged": diverged,
            "rule": rule, "alpha": alpha, **{k: v for k, v in settings.items() if k != "alpha"}, "extra": extra}
     if rule == "di":
-        out["stability"] = [(r["step"], max(r["max_eig"])) for r in model.di_state.stability]
+        out["stability"] = [(r["step"], bi.effective_max_eig(r)) for r in model.di_state.stability]
         out["stabilisations"] = len(model.di_state.events)
     return out
 
@@ -194,7 +194,7 @@ def summary(results: dict) -> dict:
                 row["angle_ndi_deg"] = [round(v, 2) for v in a["angle_ndi_deg"]]
                 row["angle_pbp_deg"] = [round(v, 2) for v in a["angle_pbp_deg"]]
                 row["angle_ndi_ungated_deg"] = [round(v, 2) for v in a["angle_ndi_ungated_deg"]]
-                row["max_eig_final"] = round(r["stability"][-1][1], 5) if r["stability"] else None
+                row["max_eig_final"] = float(f"{r['stability'][-1][1]:.4g}") if r["stability"] else None
                 row["stabilisations"] = r["stabilisations"]
             if r["rule"] in ("di", "ndi") and r["extra"]:
                 row["angle_b_wt_deg"] = [round(v, 1) for v in r["extra"][-1]["angle_b_wt_deg"]]
@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small run (the smoke-test size)")
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"subset of {', '.join(CONDITIONS)} (default: all)")
+    ap.add_argument("--di-method", choices=("steady", "euler"), help="how the condition 'di' runs")
     ap.add_argument("--variant-method", choices=("steady", "euler"), help="how DI conditions other than 'di' run")
     ap.add_argument("--out", default="runs/podlaski_fig3")
     args = ap.parse_args(argv)
@@ -217,8 +218,9 @@ def main(argv=None) -> int:
     p = default_params(args.quick)
     if args.conditions:
         p["conditions"] = args.conditions
-    if args.variant_method:
-        p["variant_method"] = args.variant_method
+    for key in ("di_method", "variant_method"):
+        if getattr(args, key):
+            p[key] = getattr(args, key)
     res = simulate(p)
     out = Path(args.out)
     save_figure(out / "fig3.png", plot, res, nrows=2, ncols=4, figsize=(19, 8), dpi=110, layout="tight")

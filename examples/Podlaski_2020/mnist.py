@@ -86,7 +86,8 @@ def _run_one(name, p, data):
            "seconds": rows[-1]["seconds"] if rows else None, "diverged": diverged}
     if rule == "di":
         st = model.di_state.stability
-        out["max_eig"] = max(max(r["max_eig"]) for r in st)
+        out["max_eig"] = max(max(r["max_eig"]) for r in st)  # before SSA acted
+        out["max_eig_final"] = bi.effective_max_eig(st[-1])
         out["max_eig_trace"] = [(r["step"], max(r["max_eig"])) for r in st[:: max(1, len(st) // 400)]]
         out["stabilisations"] = len(model.di_state.events)
         x, y = torch.as_tensor(data.x_test[:256]), torch.as_tensor(data.y_test[:256])
@@ -152,7 +153,8 @@ def main(argv=None) -> int:
         s[name] = {"test_error": r["test_error"][-1] if r["test_error"] else None, "seconds": r["seconds"],
                    "diverged": r["diverged"]}
         if "angles" in r:
-            s[name].update({"max_eig": r["max_eig"], "stabilisations": r["stabilisations"], **r["angles"]})
+            s[name].update({"max_eig": r["max_eig"], "max_eig_final": r["max_eig_final"],
+                            "stabilisations": r["stabilisations"], **r["angles"]})
     save_results(out, res, name="results.json")
     save_results(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
