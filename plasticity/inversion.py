@@ -380,52 +380,118 @@ def simulate_repeat(Ws, Bs, delta_L, gs, alpha=1e-3, dt=0.1, tol=1e-8, max_steps
 # ----------------------------------------------------------------------------------------------
 
 
+def _take(x, rows):
+    return x if rows is None else x[rows]
+
+
 def _batched_solve(A, b):
     """Solve A x = b for A (n, d, d), b (n, d) → x (n, d)."""
     return ops(b).solve(A, b[..., None])[..., 0]
 
 
-def _newton(residual, jacobian, x0, *, tol, max_iter, what):
-    """Damped Newton, per example: ``residual(x) -> r (n, d)``, ``jacobian(x) -> J (n, d, d)``.
+def _rows(mask):
+    """Indices of the True entries of a boolean (n,) mask (numpy or torch)."""
+    return mask.nonzero()[:, 0] if is_torch(mask) else np.nonzero(mask)[0]
 
-    Each example backtracks on its own residual norm (halving its own step until the norm does
-    not grow), and the Jacobian is formed only at accepted points.
+
+def _row_tol(target, tol):
+    """Per-example residual-norm bound (n,): ``tol`` plus 16 ulp of the example's ``‖target‖``
+    (a float32 residual cannot reach 1e-12)."""
+    eps = 1.2e-7 if str(target.dtype).endswith("float32") else 2.3e-16
+    return (_sq(target) ** 0.5) * (16.0 * eps) + tol
+
+
+def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30):
+    """Solve ``F(x) = target`` per example (rows of ``target``, (n, d)), starting from x = 0.
+
+    ``F(x)`` (m, d) and ``jacobian(x)`` (m, d, d) act row by row; ``tol`` bounds each example's
+    residual norm ‖F(x) − target‖ (scalar or (n,)).
+
+    1. **Chord** (simplified Newton): ``x ← x − J(0)⁻¹ r(x)``, with the one Jacobian at the common
+       start factorised once for the batch.  A chord step costs one residual; a Newton step also
+       forms and solves an n × d × d Jacobian (d + 1 times the work for the controller).  Near
+       x = 0 the map is nearly linear, so for small errors the chord converges in 2–4 steps.  An
+       example leaves the chord when it converges or when a step fails to halve its residual norm.
+    2. **Damped Newton** on the examples the chord left: each backtracks on its own residual norm
+       (halving its own step until the norm does not grow); the Jacobian is formed only at
+       accepted points.
+
+    Raises :class:`StabilityError` if a Jacobian is singular or no fixed point is reached.
     """
-    o = ops(x0)
-    x = x0
-    r = residual(x)
+    o = ops(target)
+    x = o.zeros_like(target)
+
+    def residual(x, rows):
+        return F(x) - _take(target, rows)
+
+    r = F(x[:1]) - target  # x = 0 in every row: one evaluation of F serves the batch
     rn = _sq(r)
+    tol2 = tol * tol + 0.0 * rn  # (n,)
+    try:
+        J0 = jacobian(x[:1])[0]
+        K = o.solve(J0, o.eye(J0.shape[0], J0)).T  # r @ K = (J0⁻¹ rᵀ)ᵀ
+        if not bool((K == K).all()):
+            K = None
+    except (RuntimeError, np.linalg.LinAlgError, ValueError):
+        K = None  # J(0) singular (e.g. α = 0 and g'(0) = 0): Newton only
+    idx = _rows(rn > tol2)
+    for _ in range(chord_iter if K is not None else 0):
+        if len(idx) == 0:
+            break
+        xc = x[idx] - r[idx] @ K
+        rc = residual(xc, idx)
+        rnc = _sq(rc)
+        good = rnc <= 0.25 * rn[idx]  # the norm at least halved
+        keep = idx[good]
+        x[keep], r[keep], rn[keep] = xc[good], rc[good], rnc[good]
+        idx = keep[rnc[good] > tol2[keep]]
+    idx = _rows(rn > tol2)
+    if len(idx) == 0:
+        return x
+    xs, rs, rns, t2 = x[idx], r[idx], rn[idx], tol2[idx]
+    live = rns > t2
     for _ in range(max_iter):
-        if _to_float(rn) <= tol * tol:
-            return x
+        if not bool(live.any()):
+            break
         try:
-            dx = _batched_solve(jacobian(x), -r)
+            dx = _batched_solve(jacobian(xs), -rs)
         except (RuntimeError, np.linalg.LinAlgError) as e:  # torch: RuntimeError subclass; numpy: ValueError
             raise StabilityError(f"{what}: singular Jacobian, Newton cannot continue ({e})") from e
-        step = 1.0 + 0.0 * rn  # (n,)
+        step = o.where(live, 1.0 + 0.0 * rns, 0.0 * rns)
         for _ in range(30):
-            xn = x + step[:, None] * dx
-            rnew = residual(xn)
+            xn = xs + step[:, None] * dx
+            rnew = residual(xn, idx)
             rnn = _sq(rnew)
-            bad = (rnn > rn) & (rnn > tol * tol)
+            bad = (rnn > rns) & (rnn > t2)
             if not bool(bad.any()):
                 break
             step = o.where(bad, 0.5 * step, step)
-        x, r, rn = xn, rnew, rnn
-    if _to_float(rn) > tol * tol * 1e6:
-        raise StabilityError(f"{what}: Newton did not reach a fixed point (residual {math.sqrt(_to_float(rn)):.3g}); "
+        # an example whose residual no longer falls has stalled at rounding level (or failed:
+        # judged below); keep its best point
+        better = rnn < rns
+        xs = o.where(better[:, None], xn, xs)
+        rs = o.where(better[:, None], rnew, rs)
+        rns = o.where(better, rnn, rns)
+        live = live & better & (rns > t2)
+    x[idx] = xs
+    worst = _to_float((rns / t2) ** 0.5)
+    if worst > 1e3:
+        raise StabilityError(f"{what}: Newton did not reach a fixed point (residual {worst:.3g} × the tolerance); "
                              "the target may lie outside the range of g (no steady state exists)")
     return x
 
 
 def steady_state(W, B, delta_l, g="linear", alpha=1e-3, *, architecture="controller", tol=1e-12,
-                 max_iter=50):
+                 max_iter=50, chord_iter=30):
     """The fixed point of Algorithm 1 (eq. 15) for every example, paper sign.
 
     Linear g: the closed form of eq. 10, ``δ_{l−1} = B(WB − αI)⁻¹ δ_l = (BW − αI)⁻¹ B δ_l`` (NDI's
-    operator, applied to ``delta_l`` rows).  Other g: damped Newton on the smaller unknown —
+    operator, applied to ``delta_l`` rows).  Other g: the root of r on the smaller unknown —
     controller: ``r(u) = W g(B u) − α u − δ_l``, ``J = W diag(g'(Bu)) B − αI`` (d_l × d_l), then
-    ``δ_{l−1} = B u``; S1–S2: ``r(δ) = B(W g(δ) − δ_l) − α δ``, ``J = B W diag(g'(δ)) − αI``.
+    ``δ_{l−1} = B u``; S1–S2: ``r(δ) = B(W g(δ) − δ_l) − α δ``, ``J = B W diag(g'(δ)) − αI`` —
+    by up to ``chord_iter`` chord steps with the batch's one J(0), then damped per-example Newton
+    for the examples left (see :func:`_newton`; ``chord_iter=0``: Newton only).  ``tol`` bounds
+    each example's ‖r‖ (plus 16 ulp of ‖δ_l‖, which matters for float32).
     Returns δ_{l−1}, shape (n, d_{l−1}).  Raises :class:`StabilityError` when no fixed point is
     found (e.g. a target beyond what ``W g(·)`` can reach for a saturating g).
     """
@@ -437,31 +503,34 @@ def steady_state(W, B, delta_l, g="linear", alpha=1e-3, *, architecture="control
     if architecture == "controller":
         I = o.eye(W.shape[0], W)
 
-        def res(u):
-            return g(u @ B.T) @ W.T - alpha * u - delta_l
+        def F(u):
+            return g(u @ B.T) @ W.T - alpha * u
 
         def jac(u):
             return (W * g.gate(u @ B.T)[:, None, :]) @ B - alpha * I
 
-        u = _newton(res, jac, o.zeros_like(delta_l), tol=tol, max_iter=max_iter, what="DI steady state")
+        u = _newton(F, jac, delta_l, tol=_row_tol(delta_l, tol), max_iter=max_iter,
+                    chord_iter=chord_iter, what="DI steady state")
         return u @ B.T
     I = o.eye(W.shape[1], W)
 
     BW = B @ W
+    WtBt = BW.T
 
-    def res2(d):
-        return (g(d) @ W.T - delta_l) @ B.T - alpha * d
+    def F2(d):
+        return g(d) @ WtBt - alpha * d
 
     def jac2(d):
         return BW * g.gate(d)[:, None, :] - alpha * I
 
-    return _newton(res2, jac2, _zeros(delta_l, W.shape[1]), tol=tol, max_iter=max_iter,
-                   what="DI (S1-S2) steady state")
+    target = delta_l @ B.T
+    return _newton(F2, jac2, target, tol=_row_tol(target, tol), max_iter=max_iter,
+                   chord_iter=chord_iter, what="DI (S1-S2) steady state")
 
 
-def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50):
+def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50, chord_iter=30):
     """Fixed point of Algorithm 3 (single loop): ``δ_1 = B u``, ``δ_k = W_k g_{k−1}(δ_{k−1})``,
-    ``W_L g_{L−1}(δ_{L−1}) = δ_L + α u``.  Newton on u with
+    ``W_L g_{L−1}(δ_{L−1}) = δ_L + α u``.  Chord, then Newton (as :func:`steady_state`) on u with
     ``J = W_L D_{L−1} W_{L−1} ⋯ W_2 D_1 B − αI``.  Returns ``[δ_1, …, δ_{L−1}]``."""
     gs = [_g(g) for g in gs]
     o = ops(delta_L)
@@ -473,8 +542,8 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50)
             xs.append(gs[k - 1](xs[-1]) @ Ws[k - 1].T)
         return xs
 
-    def res(u):
-        return gs[-1](chain(u)[-1]) @ Ws[-1].T - alpha * u - delta_L
+    def F(u):
+        return gs[-1](chain(u)[-1]) @ Ws[-1].T - alpha * u
 
     def jac(u):
         xs = chain(u)
@@ -490,7 +559,8 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50)
         A = Ws[-1] @ P - alpha * I
         u = o.solve(A, delta_L.T).T
     else:
-        u = _newton(res, jac, o.zeros_like(delta_L), tol=tol, max_iter=max_iter, what="single-loop DI steady state")
+        u = _newton(F, jac, delta_L, tol=_row_tol(delta_L, tol), max_iter=max_iter,
+                    chord_iter=chord_iter, what="single-loop DI steady state")
     return chain(u)
 
 

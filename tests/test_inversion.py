@@ -122,6 +122,46 @@ def test_newton_steady_state_backtracks_per_example():
     assert _rel(ss.numpy(), one) < 1e-10
 
 
+@pytest.mark.parametrize("case", ["controller", "expanding", "single-loop"])
+def test_chord_then_newton_equals_newton_only(case):
+    """The chord phase (steps with the batch's one J(0)) changes the path, not the fixed point:
+    on a batch mixing small errors (chord converges) and large ones (chord hands over to
+    Newton) both solvers agree to 1e-10 (float64, both stop at residual ≤ 1e-12)."""
+    rng = np.random.default_rng(4)
+    scale = rng.uniform(0.01, 1.5, size=(40, 1))
+    if case == "single-loop":
+        W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))
+        B, _ = stabilize_loop([W2, W3], loop_feedback([None, -W2.T, -W3.T]), 0.1)
+        t = scale * rng.normal(size=(40, 5))
+        a = steady_state_loop([W2, W3], B, t, ["tanh", "tanh"], 0.1)
+        b = steady_state_loop([W2, W3], B, t, ["tanh", "tanh"], 0.1, chord_iter=0)
+        assert all(_rel(x, y) < 1e-10 for x, y in zip(a, b))
+        return
+    arch = "controller" if case == "controller" else "expanding"
+    W, B, t = _mats(6, 9, 5)
+    t = scale * rng.normal(size=(40, 6))
+    a = steady_state(W, B, t, "tanh", 0.1, architecture=arch)
+    b = steady_state(W, B, t, "tanh", 0.1, architecture=arch, chord_iter=0)
+    assert _rel(a, b) < 1e-10
+    # and both are the fixed point of the dynamics
+    sol = simulate(W, B, t, "tanh", 0.1, 0.5, 1e-13, 200000, architecture=arch)
+    assert sol.converged and _rel(a, sol.delta) < 1e-9
+
+
+def test_float32_steady_state_matches_float64():
+    """float32 cannot reach the 1e-12 residual: the bound adds 16 ulp of ‖δ_l‖ per example, and
+    the result agrees with float64 to float32 accuracy (≤ 1e-5 relative: 16 ulp ≈ 2e-6 of
+    residual times κ(J) ≈ 1.6 here, with room for the rounding of the 300-term sums)."""
+    rng = np.random.default_rng(5)
+    W = rng.uniform(-1, 1, (10, 300)) / np.sqrt(300)
+    t = rng.normal(size=(64, 10)) * rng.uniform(0.02, 1.0, size=(64, 1))
+    d64 = steady_state(torch.tensor(W), torch.tensor(-W.T), torch.tensor(t), "tanh", 1e-3)
+    d32 = steady_state(torch.tensor(W, dtype=torch.float32), torch.tensor(-W.T, dtype=torch.float32),
+                       torch.tensor(t, dtype=torch.float32), "tanh", 1e-3)
+    assert d32.dtype == torch.float32
+    assert _rel(d32.double().numpy(), d64.numpy()) < 1e-5
+
+
 def test_chains_repeat_and_single_loop():
     rng = np.random.default_rng(3)
     W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))

@@ -229,6 +229,10 @@ def _angle(a, b):
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
 def _best_time(fn, reps, device):
     """Best-of-``reps`` wall time of ``fn()`` (the machine may be shared); CUDA is synchronised."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -270,6 +274,7 @@ def bench_di(opts) -> list[dict]:
             break
         steps = int(steps * 1.5) // 10 * 10 + 10
     reps = 3 if opts.quick else max(3, opts.repeats // 4)
+    ref = steady_state(Wt, Bt, tt, "tanh", alpha, chord_iter=0).cpu().numpy()
 
     alg1 = _numba_alg1()
     alg1(W, B, t[0], alpha, dt, 2)  # compile outside the timing
@@ -289,12 +294,21 @@ def bench_di(opts) -> list[dict]:
             rows.append({"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
                          "ratio": eps / numba_eps,
                          "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {device.type}, angle to NDI {ang:.2f}°"})
-    ang_ss = _angle(steady_state(Wt, Bt, tt, "tanh", alpha).cpu().numpy(), ndi)
-    ss_eps = n / _best_time(lambda: steady_state(Wt, Bt, tt, "tanh", alpha), reps, device)
+    for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+        Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
+        for chord, how in ((30, "chord-newton"), (0, "newton")):
+            def solve(Wd=Wd, Bd=Bd, td=td, chord=chord):
+                return steady_state(Wd, Bd, td, "tanh", alpha, chord_iter=chord)
+
+            ang = _angle(solve().double().cpu().numpy(), ndi)
+            dev = _rel(solve().double().cpu().numpy(), ref)
+            eps = n / _best_time(solve, reps, device)
+            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": eps / numba_eps,
+                         "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
+                                   f"per-example Newton), batch {n} on {device.type}, angle to NDI {ang:.2f}°, "
+                                   f"rel. distance to the float64 Newton fixed point {dev:.1e}"})
     ndi_eps = n / _best_time(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20, device)
     rows += [
-        {"name": "di-steady-state-newton-f64", "value": ss_eps, "unit": "examples/s", "ratio": ss_eps / numba_eps,
-         "detail": f"batched Newton on the fixed point of eq. 15, angle to NDI {ang_ss:.2f}°"},
         {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
          "detail": f"{steps} steps, float64, angle to NDI {ang_numba:.2f}°"},
         {"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ndi_eps / numba_eps,
