@@ -695,13 +695,30 @@ def _ssa_descent(B, build, pull, *, target, lr, width, max_iter, min_iter, what)
 
 
 def stabilize(W, B, alpha, *, architecture="controller", target=-0.01, lr=0.05, width=0.01, max_iter=300,
-              min_iter=0):
+              min_iter=0, reduced=None):
     """Gradient descent of the SSA of S9 with respect to B only (§7.3) until the largest real
     eigenvalue is ≤ ``target``.  Returns ``(B_new, info)`` (B as numpy float64); raises
     :class:`StabilityError` if ``max_iter`` steps do not get there.  Each step has length
-    ``lr·‖B‖`` along the normalised gradient, halved until it lowers s̃ (backtracking)."""
+    ``lr·‖B‖`` along the normalised gradient, halved until it lowers s̃ (backtracking).
+
+    ``reduced`` (default: when d_l < d_{l−1}) descends the SSA of S9 restricted to the subspace
+    the DI trajectories live in (δ = B c, :func:`subspace_euler_step`): the 2d_l × 2d_l matrix
+    :func:`system_matrix` ``(WB, I)`` — ``[[−I, I], [WB, −αI]]`` for the controller — whose
+    eigenvalues are S9's except the extra −1 (controller) or −α (expanding), with
+    ``∂s̃/∂B = Wᵀ ∂s̃/∂(WB)``.  Each step then costs Lyapunov solves of size 2d_l instead of
+    d_l + d_{l−1} (20 vs 1010 for 784-1000-10).  The criterion (largest real eigenvalue ≤
+    ``target``) is the same; the smoothed objective differs from the full S9's in its transient
+    (non-normal) part, which ``reduced=False`` keeps, as in the paper.
+    """
     W, B = _np(W), _np(B)
-    d_p = W.shape[1]
+    d_l, d_p = W.shape
+    if reduced is None:
+        reduced = d_l < d_p
+    if reduced:
+        I = np.eye(d_l)
+        return _ssa_descent(B, lambda b: system_matrix(W @ b, I, alpha, architecture),
+                            lambda G: W.T @ G[d_l:, :d_l], target=target, lr=lr, width=width,
+                            max_iter=max_iter, min_iter=min_iter, what="B")
     return _ssa_descent(B, lambda b: system_matrix(W, b, alpha, architecture), lambda G: G[:d_p, d_p:],
                         target=target, lr=lr, width=width, max_iter=max_iter, min_iter=min_iter, what="B")
 
