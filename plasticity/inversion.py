@@ -94,6 +94,7 @@ CHAINS = ("sequential", "repeat-layer", "single-loop")
 ARCHITECTURES = ("controller", "expanding")
 METHODS = ("euler", "steady")
 INITS = ("tr", "random")
+AROUND = ("zero", "activity")
 #: Explicit Euler of eq. 5 has the factor (1 − dt) on δ; dt ≤ 1 keeps that factor in [0, 1).
 DT_MAX = 1.0
 
@@ -108,7 +109,41 @@ class StabilityError(RuntimeError):
 
 
 def _g(g) -> Transfer:
+    if isinstance(g, Around):
+        return g
     return get_transfer("linear" if g is None else g)
+
+
+class Around:
+    """g taken around per-example forward pre-activations ``a`` (n, d), paper sign:
+    ``d ↦ g(a) − g(a − d)``, gate ``g'(a − d)``.
+
+    In the package's sign (δ = −∂L/∂a) this is ``δ ↦ g(a + δ) − g(a)``: the controller of eq. 14
+    with ``W[g(a_{l−1} + δ_{l−1}) − g(a_{l−1})]`` in place of ``W g(δ_{l−1})`` finds the change of
+    layer l−1's pre-activation that moves layer l's by δ_l through the actual forward map at the
+    current activity.  Its small-δ fixed point is ``B(W D B − αI)⁻¹ δ_l`` with
+    ``D = diag(g'(a))`` — the derivative gate that eq. 14 (g around 0) leaves out.  Not in the
+    paper: :class:`DI` ``around="activity"``.  ``rows(idx)`` restricts it to some examples.
+    """
+
+    def __init__(self, g, a, ga=None):
+        self.g, self.a = _g(g), a
+        self.ga = self.g(a) if ga is None else ga
+        self.name = f"{self.g.name} around a"
+
+    def __call__(self, d):
+        return self.ga - self.g(self.a - d)
+
+    def gate(self, d):
+        return self.g.gate(self.a - d)
+
+    def rows(self, idx):
+        return self if idx is None else Around(self.g, self.a[idx], self.ga[idx])
+
+
+def _rows_of(g, idx):
+    """``g`` for the examples ``idx`` (an :class:`Around` holds per-example operating points)."""
+    return g.rows(idx) if isinstance(g, Around) else g
 
 
 def _sq(x):
@@ -401,11 +436,13 @@ def _row_tol(target, tol):
     return (_sq(target) ** 0.5) * (16.0 * eps) + tol
 
 
-def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30):
+def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30, shared=True):
     """Solve ``F(x) = target`` per example (rows of ``target``, (n, d)), starting from x = 0.
 
-    ``F(x)`` (m, d) and ``jacobian(x)`` (m, d, d) act row by row; ``tol`` bounds each example's
-    residual norm ‖F(x) − target‖ (scalar or (n,)).
+    ``F(x, rows)`` (m, d) and ``jacobian(x, rows)`` (m, d, d) act row by row on the examples
+    ``rows`` (an index array, or None for all); ``tol`` bounds each example's residual norm
+    ‖F(x) − target‖ (scalar or (n,)).  ``shared``: F and its Jacobian at 0 are the same for every
+    example (one evaluation serves the batch); otherwise J(0) is factorised per example.
 
     1. **Chord** (simplified Newton): ``x ← x − J(0)⁻¹ r(x)``, with the one Jacobian at the common
        start factorised once for the batch.  A chord step costs one residual; a Newton step also
@@ -422,14 +459,15 @@ def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30):
     x = o.zeros_like(target)
 
     def residual(x, rows):
-        return F(x) - _take(target, rows)
+        return F(x, rows) - _take(target, rows)
 
-    r = F(x[:1]) - target  # x = 0 in every row: one evaluation of F serves the batch
+    # x = 0 in every row: with ``shared`` one evaluation of F and of J serves the batch
+    r = (F(x[:1], None) - target) if shared else residual(x, None)
     rn = _sq(r)
     tol2 = tol * tol + 0.0 * rn  # (n,)
     try:
-        J0 = jacobian(x[:1])[0]
-        K = o.solve(J0, o.eye(J0.shape[0], J0)).T  # r @ K = (J0⁻¹ rᵀ)ᵀ
+        J0 = jacobian(x[:1], None)[0] if shared else jacobian(x, None)
+        K = o.solve(J0, o.eye(J0.shape[-1], J0) + 0.0 * J0)  # J(0)⁻¹, (d, d) or (n, d, d)
         if not bool((K == K).all()):
             K = None
     except (RuntimeError, np.linalg.LinAlgError, ValueError):
@@ -438,7 +476,7 @@ def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30):
     for _ in range(chord_iter if K is not None else 0):
         if len(idx) == 0:
             break
-        xc = x[idx] - r[idx] @ K
+        xc = x[idx] - (r[idx] @ K.T if shared else (K[idx] @ r[idx][..., None])[..., 0])
         rc = residual(xc, idx)
         rnc = _sq(rc)
         good = rnc <= 0.25 * rn[idx]  # the norm at least halved
@@ -454,7 +492,7 @@ def _newton(F, jacobian, target, *, tol, max_iter, what, chord_iter=30):
         if not bool(live.any()):
             break
         try:
-            dx = _batched_solve(jacobian(xs), -rs)
+            dx = _batched_solve(jacobian(xs, idx), -rs)
         except (RuntimeError, np.linalg.LinAlgError) as e:  # torch: RuntimeError subclass; numpy: ValueError
             raise StabilityError(f"{what}: singular Jacobian, Newton cannot continue ({e})") from e
         step = o.where(live, 1.0 + 0.0 * rns, 0.0 * rns)
@@ -503,29 +541,29 @@ def steady_state(W, B, delta_l, g="linear", alpha=1e-3, *, architecture="control
     if architecture == "controller":
         I = o.eye(W.shape[0], W)
 
-        def F(u):
-            return g(u @ B.T) @ W.T - alpha * u
+        def F(u, rows):
+            return _rows_of(g, rows)(u @ B.T) @ W.T - alpha * u
 
-        def jac(u):
-            return (W * g.gate(u @ B.T)[:, None, :]) @ B - alpha * I
+        def jac(u, rows):
+            return (W * _rows_of(g, rows).gate(u @ B.T)[:, None, :]) @ B - alpha * I
 
         u = _newton(F, jac, delta_l, tol=_row_tol(delta_l, tol), max_iter=max_iter,
-                    chord_iter=chord_iter, what="DI steady state")
+                    chord_iter=chord_iter, shared=not isinstance(g, Around), what="DI steady state")
         return u @ B.T
     I = o.eye(W.shape[1], W)
 
     BW = B @ W
     WtBt = BW.T
 
-    def F2(d):
-        return g(d) @ WtBt - alpha * d
+    def F2(d, rows):
+        return _rows_of(g, rows)(d) @ WtBt - alpha * d
 
-    def jac2(d):
-        return BW * g.gate(d)[:, None, :] - alpha * I
+    def jac2(d, rows):
+        return BW * _rows_of(g, rows).gate(d)[:, None, :] - alpha * I
 
     target = delta_l @ B.T
     return _newton(F2, jac2, target, tol=_row_tol(target, tol), max_iter=max_iter,
-                   chord_iter=chord_iter, what="DI (S1-S2) steady state")
+                   chord_iter=chord_iter, shared=not isinstance(g, Around), what="DI (S1-S2) steady state")
 
 
 def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50, chord_iter=30):
@@ -536,20 +574,20 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50,
     o = ops(delta_L)
     I = o.eye(Ws[-1].shape[0], Ws[-1])
 
-    def chain(u):
+    def chain(u, rows=None):
         xs = [u @ B.T]
         for k in range(1, len(Ws)):
-            xs.append(gs[k - 1](xs[-1]) @ Ws[k - 1].T)
+            xs.append(_rows_of(gs[k - 1], rows)(xs[-1]) @ Ws[k - 1].T)
         return xs
 
-    def F(u):
-        return gs[-1](chain(u)[-1]) @ Ws[-1].T - alpha * u
+    def F(u, rows):
+        return _rows_of(gs[-1], rows)(chain(u, rows)[-1]) @ Ws[-1].T - alpha * u
 
-    def jac(u):
-        xs = chain(u)
-        M = gs[0].gate(xs[0])[:, :, None] * B  # (n, d_1, d_L)
+    def jac(u, rows):
+        xs = chain(u, rows)
+        M = _rows_of(gs[0], rows).gate(xs[0])[:, :, None] * B  # (n, d_1, d_L)
         for k in range(1, len(Ws)):
-            M = gs[k].gate(xs[k])[:, :, None] * (Ws[k - 1] @ M)
+            M = _rows_of(gs[k], rows).gate(xs[k])[:, :, None] * (Ws[k - 1] @ M)
         return Ws[-1] @ M - alpha * I
 
     if all(g.name == "linear" for g in gs):  # one linear solve
@@ -560,7 +598,8 @@ def steady_state_loop(Ws, B, delta_L, gs, alpha=1e-3, *, tol=1e-12, max_iter=50,
         u = o.solve(A, delta_L.T).T
     else:
         u = _newton(F, jac, delta_L, tol=_row_tol(delta_L, tol), max_iter=max_iter,
-                    chord_iter=chord_iter, what="single-loop DI steady state")
+                    chord_iter=chord_iter, shared=not any(isinstance(g, Around) for g in gs),
+                    what="single-loop DI steady state")
     return chain(u)
 
 
@@ -763,6 +802,10 @@ class DI(Rule):
       one (:meth:`propagate`).  Set, it is used in every layer's inversion.
     * ``max_norm`` — optional per-example cap on ‖δ_{l−1}‖ (§7.5.1 used 10 / 1 for regression).
     * ``stabilize`` — in training, run SSA on B whenever S9's largest eigenvalue turns ≥ 0 (§7.5.1).
+    * ``around`` — ``zero``: eq. 14 as printed, ``W g(δ_{l−1})``; ``activity`` (not in the paper):
+      ``W[g(a_{l−1} + δ_{l−1}) − g(a_{l−1})]`` at each example's forward pre-activation (see
+      :class:`Around`), whose small-δ limit carries the ``g'(a)`` gate that eq. 14 lacks.  Needs the
+      forward pass, so it acts in :meth:`reference_signals` (the engine's DI) only.
 
     ``gated = False``: no ``g'(a_{l−1})`` factor (§4.2).  Sign: the package's δ = −(paper's δ).
     """
@@ -778,6 +821,7 @@ class DI(Rule):
     transfer: str | None = None
     max_norm: float | None = None
     stabilize: bool = True
+    around: str = "zero"
 
     name: ClassVar[str] = "di"
     feedback: ClassVar[str] = "fixed"
@@ -791,6 +835,7 @@ class DI(Rule):
         check_choice("architecture", self.architecture, ARCHITECTURES)
         check_choice("method", self.method, METHODS)
         check_choice("init", self.init, INITS)
+        check_choice("around", self.around, AROUND)
         s(self, "tol", check_range("tol", self.tol, 0.0, 1.0, lo_open=True))
         ms = check_range("max_steps", self.max_steps, 1, 1e9)
         if ms != int(ms):
@@ -830,9 +875,11 @@ class DI(Rule):
         linear-g steady state (eq. 10; exact for linear networks, the small-δ limit when
         g'(0) = 1) by one solve, whatever ``method`` says.  The network-level DI, with each
         layer's own g and every chain, is :meth:`reference_signals` — which the torch engine's
-        after-backward hook (:mod:`bridge.inversion`) uses to set the weight gradients.
+        after-backward hook (:mod:`bridge.inversion`) uses to set the weight gradients.  With
+        ``around="activity"`` (g around the forward pre-activation, which a single layer does not
+        see) it likewise returns the linear-g steady state.
         """
-        if self.transfer is None:
+        if self.transfer is None or self.around == "activity":  # the latter needs the forward pass
             return self._cap(delta @ self.operator(W, R).T)
         return -self.invert(W, R, -delta, self.transfer)
 
@@ -843,6 +890,8 @@ class DI(Rule):
         when ``transfer`` is set, that g in every layer's inversion (``transfer="linear"``: the
         linear steady state of eq. 10 without NDI's g'(a) gate)."""
         gs = [get_transfer(self.transfer or t) for t in transfers]
+        if self.around == "activity":  # each layer's g around its own forward pre-activation
+            gs = [Around(g, a) for g, a in zip(gs, fwd.As)]
         L = len(Ws)
         deltas = [None] * L
         deltas[-1] = delta_L

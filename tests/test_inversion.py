@@ -11,6 +11,7 @@ import torch
 from plasticity import NDI, make_rule
 from plasticity.inversion import (
     DI,
+    Around,
     StabilityError,
     euler_step,
     loop_feedback,
@@ -268,6 +269,7 @@ def test_reduced_ssa_gradient_and_stabilisation():
     (dict(architecture="x"), "architecture"), (dict(method="rk4"), "method"), (dict(init="zeros"), "init"),
     (dict(tol=0.0), "tol"), (dict(max_steps=0), "max_steps"), (dict(max_norm=0.0), "max_norm"),
     (dict(transfer="sine"), "activation"), (dict(chain="single-loop", architecture="expanding"), "single-loop"),
+    (dict(around="input"), "around"),
 ])
 def test_out_of_range_parameters_raise(kw, word):
     with pytest.raises(ValueError, match=word):
@@ -383,6 +385,63 @@ def test_di_small_errors_follow_the_ungated_linear_inversion_not_ndi():
     ang = bi.di_angles(model, x, y, TeachingLoss("mse"))
     assert ang["angle_ndi_ungated_deg"][0] < 0.1
     assert ang["angle_ndi_deg"][0] > 20.0
+
+
+def test_around_activity_fixed_point_carries_the_gate():
+    """g around the forward pre-activation a (not in the paper): linear g is unchanged; for small
+    errors the fixed point is B(W D B − αI)⁻¹ δ_l per example, D = diag(g'(a)), to first order in
+    the error; Euler (Algorithm 1 with g around a) and the solver (per-example J(0) chord, then
+    Newton) agree, float64."""
+    rng = np.random.default_rng(6)
+    W, B, _ = _mats(5, 12, 6)
+    a = 2.0 * rng.normal(size=(20, 12))  # many units near saturation: g'(a) far from 1
+    t = rng.normal(size=(20, 5))
+    assert _rel(steady_state(W, B, t, Around("linear", a), 0.1), steady_state(W, B, t, "linear", 0.1)) < 1e-12
+    D = 1.0 - np.tanh(a) ** 2
+    errs = []
+    for eps in (1e-3, 1e-5):
+        d = steady_state(W, B, eps * t, Around("tanh", a), 0.1)
+        ref = np.stack([B @ np.linalg.solve(W @ (D[i][:, None] * B) - 0.1 * np.eye(5), eps * t[i]) for i in range(20)])
+        errs.append(_rel(d, ref))
+    assert errs[1] < 1e-4 and errs[1] < errs[0] / 50, errs  # O(ε): 100× smaller ε, ≥ 50× smaller error
+    ungated = steady_state(W, B, 1e-5 * t, "tanh", 0.1)
+    assert _rel(ungated, ref) > 0.1  # eq. 14 as printed misses D
+    tt = 0.3 * t
+    ss = steady_state(W, B, tt, Around("tanh", a), 0.1)
+    assert _rel(ss, steady_state(W, B, tt, Around("tanh", a), 0.1, chord_iter=0)) < 1e-10
+    sol = simulate(W, B, tt, Around("tanh", a), 0.1, 0.5, 1e-13, 200000)
+    assert sol.converged and _rel(ss, sol.delta) < 1e-9
+    # package sign: W[g(a + δ_{l−1}) − g(a)] = δ_l + α u at the fixed point (δ = −paper δ)
+    u = np.linalg.lstsq(B, ss.T, rcond=None)[0].T
+    assert _rel((np.tanh(a - ss) - np.tanh(a)) @ W.T, -(tt + 0.1 * u)) < 1e-10
+
+
+def test_around_activity_in_the_engine():
+    """DI(around="activity") through the engine: each hidden layer's g is taken around its own
+    forward pre-activation."""
+    import bridge.inversion as bi
+    from bridge.losses import TeachingLoss
+    from bridge.network import FeedbackMLP
+    from plasticity import forward, output_signal
+
+    g = torch.Generator().manual_seed(0)
+    rule = DI(alpha=0.01, method="steady", around="activity")
+    model = FeedbackMLP((6, 12, 4), rule, activation="tanh", generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        model.linears[0].weight.mul_(40.0)
+    bi.prepare(model)
+    x = torch.randn(16, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(16, 4, generator=g, dtype=torch.float64) * 0.3
+    loss = TeachingLoss("mse")
+    loss(model(x), y).backward()
+    bi.apply_di(model, x, y, loss)
+    Ws = [w.detach() for w in model.weights()]
+    fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
+    tgt = -output_signal(loss.loss, fwd, y, "linear")
+    d1 = steady_state(Ws[1], model.linears[1].feedback.detach(), tgt, Around("tanh", fwd.As[0]), 0.01)
+    assert _rel(model.linears[0].weight.grad, (d1.T @ fwd.hs[0]) / 16) < 1e-10
+    plain = steady_state(Ws[1], model.linears[1].feedback.detach(), tgt, "tanh", 0.01)
+    assert _rel(d1, plain) > 0.1  # saturated units: the operating point matters
 
 
 def test_hook_sets_di_gradients():

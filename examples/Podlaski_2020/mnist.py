@@ -34,10 +34,15 @@ from bridge.train import TrainConfig, build_model, train
 
 #: condition → (rule, rule parameters).  "di-linear-g" is a control: DI's fixed point with linear g
 #: in eq. 14 — eq. 10's operator without NDI's g'(a) gate, which is what DI tends to for small errors
-#: (eq. 14 applies g to δ, not to the forward activity) — solved directly.
+#: (eq. 14 applies g to δ, not to the forward activity) — solved directly.  "di-steady" is DI's own
+#: fixed point (eq. 15, tanh) solved directly (chord, then Newton) instead of simulated.
+#: "di-around" (not in the paper) takes g around the forward activity, W[g(a + δ) − g(a)] in eq. 14,
+#: which carries the g'(a) gate for small errors (plasticity.inversion.Around).
 CONDITIONS = {
     "bp": ("bp", {}), "fa": ("fa", {}), "pbp": ("pbp", {}), "ndi": ("ndi", {}), "di": ("di", {}),
+    "di-steady": ("di", {"method": "steady"}),
     "di-linear-g": ("di", {"transfer": "linear", "method": "steady"}),
+    "di-around": ("di", {"method": "steady", "around": "activity"}),
 }
 RULES = tuple(CONDITIONS)
 
