@@ -203,6 +203,8 @@ def cmd_bench(args) -> int:
     registry.load(registry.BENCH_MODULES)
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"error: --device cuda: CUDA is not available to this torch ({torch.__version__}); use --device cpu",
               file=sys.stderr)
@@ -300,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true")
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="where batched torch runs (rules and di groups; default: %(default)s)")
+    b.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; the numba "
+                                                 "per-example baseline of the di group is single-threaded)")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -253,11 +253,15 @@ def bench_di(opts) -> list[dict]:
     Matched accuracy: the step count is the smallest multiple of 10 whose batched float64 result
     lies within 1° of NDI; every implementation then runs that many steps (tol = 0) and its own
     angle to NDI is reported.  The numba loop is the per-example method of the published code
-    (float64, one example at a time); batched runs use ``opts.device``.
+    (float64, one example at a time, one core); batched runs use ``opts.device`` (on CPU, torch's
+    threads: ``credit bench --threads 1`` for a per-core ratio).  The steady-state rows solve the
+    fixed point of eq. 15 instead (chord steps with the batch's J(0), then Newton for the examples
+    left; or Newton only) and report their distance to the float64 Newton fixed point.
     """
     from plasticity.inversion import steady_state
 
     device = torch.device(opts.device)
+    where = f"{device.type}" + (f", {torch.get_num_threads()} torch threads" if device.type == "cpu" else "")
     rng = np.random.default_rng(opts.seed)
     d_p, d_l = 1000, 10
     n = 64 if opts.quick else (4096 if device.type == "cuda" else 512)
@@ -293,7 +297,7 @@ def bench_di(opts) -> list[dict]:
             eps = n / _best_time(run, reps, device)
             rows.append({"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
                          "ratio": eps / numba_eps,
-                         "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {device.type}, angle to NDI {ang:.2f}°"})
+                         "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {where}, angle to NDI {ang:.2f}°"})
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
         for chord, how in ((30, "chord-newton"), (0, "newton")):
@@ -305,12 +309,12 @@ def bench_di(opts) -> list[dict]:
             eps = n / _best_time(solve, reps, device)
             rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": eps / numba_eps,
                          "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
-                                   f"per-example Newton), batch {n} on {device.type}, angle to NDI {ang:.2f}°, "
+                                   f"per-example Newton), batch {n} on {where}, angle to NDI {ang:.2f}°, "
                                    f"rel. distance to the float64 Newton fixed point {dev:.1e}"})
     ndi_eps = n / _best_time(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20, device)
     rows += [
         {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
-         "detail": f"{steps} steps, float64, angle to NDI {ang_numba:.2f}°"},
+         "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"},
         {"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ndi_eps / numba_eps,
          "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"},
     ]
