@@ -3,32 +3,29 @@
 DI is not layer-local in the way autograd sees a network: for nonlinear g it must run on each
 example's own δ at its true scale and in the paper's sign (:mod:`plasticity.inversion`), the g
 of each hidden layer enters the dynamics, and the single-loop chain spans the whole network.
-So the engine works in two parts:
+So a DI network carries a :class:`DIEngine` (:mod:`bridge.engines`), and in every backward pass:
 
-* :class:`~bridge.layers.FeedbackLinear`'s backward calls ``DI.propagate`` on autograd's
-  ``grad = −δ/n`` — a cheap linear-g solve (eq. 10) that only keeps autograd's chain going.
-* The after-backward hook registered here for ``"di"`` (run by :func:`bridge.train.train`
-  between ``backward`` and ``optimizer.step``) recomputes the forward pass, runs the batched DI
-  dynamics of the rule (Euler with the convergence stop, or the steady-state solver; any chain)
-  via :meth:`plasticity.inversion.DI.reference_signals`, and **sets** the hidden layers'
-  ``W.grad = −⟨δ hᵀ⟩`` and ``b.grad = −⟨δ⟩`` (eq. 2: "biases … are updated with the converged error
-  signals").  The output layer's gradients are autograd's (the same for every rule).
+* when the output layer's backward starts (``grad = −δ_L/n``, a batch-mean loss), the engine
+  monitors the largest real eigenvalue of S9 for every layer (or of the single loop's Jacobian),
+  runs SSA on B whenever it turns ≥ 0 (§7.5.1) — raising
+  :class:`~plasticity.inversion.StabilityError` if that fails, never diverging silently — then
+  recomputes the forward pass and runs the batched DI dynamics of the rule (Euler with the
+  convergence stop, or the steady-state solver; any chain) via
+  :meth:`plasticity.inversion.DI.reference_signals`;
+* each layer then sends down ``−δ_{l−1}/n`` of that solution, so autograd's own products give
+  ``W.grad = −⟨δ hᵀ⟩`` and ``b.grad = −⟨δ⟩`` (eq. 2: "biases … are updated with the converged
+  error signals").  The output layer's gradients are autograd's (the same for every rule).
 
-It also initialises the feedback (Tr-Init ``B = −W(0)ᵀ``, or R-Init stabilised by SSA), monitors
-the largest real eigenvalue of S9 for every layer (or of the single loop's Jacobian), and runs SSA
-on B whenever it turns ≥ 0 (§7.5.1) — raising :class:`~plasticity.inversion.StabilityError` if that
-fails, never diverging silently.  The record is ``model.di_state`` (:class:`DIState`):
-``stability`` rows ``{"step", "max_eig": [per layer]}`` — measured before this step's DI, plus
-``"max_eig_after"`` when SSA acted on it — and ``events`` (stabilisations).
-
-Use outside :func:`bridge.train.train`: ``prepare(model)`` once, then after each
-``loss.backward()`` call ``apply_di(model, x, target, loss)``.
+The feedback is initialised when the network is built (Tr-Init ``B = −W(0)ᵀ``, or R-Init stabilised
+by SSA; for the single loop, SSA on the loop).  The engine's record — ``step``, ``stability`` rows
+``{"step", "max_eig": [per layer]}`` measured before that step's DI (plus ``"max_eig_after"`` when
+SSA acted) and ``events`` (stabilisations) — is part of ``state_dict``; the stabilised B is the
+layers' ``feedback`` buffer.  ``model.di_state`` is the engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import torch
 
@@ -44,22 +41,10 @@ from plasticity.inversion import (
     stabilize_loop,
 )
 
+from .engines import Engine, network_forward, register_engine
 from .metrics import angle_deg
-from .train import register_after_backward
 
-__all__ = ["DIState", "prepare", "apply_di", "di_signals", "di_stability", "effective_max_eig", "di_angles",
-           "StabilityError"]
-
-
-@dataclass
-class DIState:
-    """What the DI engine records on ``model.di_state``."""
-
-    initialised: bool = False
-    step: int = 0
-    monitor_every: int = 1
-    stability: list = field(default_factory=list)
-    events: list = field(default_factory=list)
+__all__ = ["DIEngine", "prepare", "di_signals", "di_stability", "effective_max_eig", "di_angles", "StabilityError"]
 
 
 def _rule(model) -> DI:
@@ -68,46 +53,95 @@ def _rule(model) -> DI:
     return model.rule
 
 
-def _state(model) -> DIState:
-    st = getattr(model, "di_state", None)
-    if st is None:
-        st = DIState()
-        model.di_state = st
-    return st
-
-
 def _set_feedback(lin, B):
     with torch.no_grad():
         lin.feedback.copy_(torch.as_tensor(B, dtype=lin.feedback.dtype, device=lin.feedback.device))
 
 
-@torch.no_grad()
-def prepare(model, *, monitor_every: int = 1) -> DIState:
-    """Initialise the feedback of a DI model from its current (initial) weights; idempotent.
+@register_engine(DI)
+class DIEngine(Engine):
+    """The DI controller of a :class:`~bridge.network.FeedbackMLP` (see the module docstring)."""
 
-    ``init='tr'``: ``R_l = −W_lᵀ`` (layers 2…L).  ``init='random'``: keep the drawn R_l and run SSA
-    (:func:`~plasticity.inversion.stabilize`) on those whose S9 has an eigenvalue ≥ 0; for the single
-    loop, SSA on the loop's B through R_2.
-    """
-    rule, st = _rule(model), _state(model)
-    st.monitor_every = int(monitor_every)
-    if st.initialised:
-        return st
-    lins = list(model.linears)
-    for l in range(1, len(lins)):
-        W, lin = lins[l].weight, lins[l]
-        if rule.init == "tr":
-            _set_feedback(lin, -W.T)
-        elif rule.chain != "single-loop":
-            _stabilise_layer(model, l, reason="R-Init")
-    if rule.chain == "single-loop" and len(lins) > 2:
-        _stabilise_loop(model, reason="init", only_if_unstable=True)
-    st.initialised = True
-    return st
+    def __init__(self, rule, context):
+        super().__init__(rule, context)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.monitor_every = 1
+        self.stability: list = []
+        self.events: list = []
+        self._initialised = False
+
+    @property
+    def step(self) -> int:
+        return int(self.steps)
+
+    @property
+    def model(self):
+        return self.context.network
+
+    def get_extra_state(self):
+        return {"monitor_every": self.monitor_every, "stability": list(self.stability), "events": list(self.events)}
+
+    def set_extra_state(self, state):
+        self.monitor_every = int(state["monitor_every"])
+        self.stability = list(state["stability"])
+        self.events = list(state["events"])
+        self._initialised = True
+
+    def initialise(self):
+        """Single loop: SSA on the loop's B once, from the initial weights (per-layer Tr-/R-Init is
+        done by the layers themselves)."""
+        if not self._initialised:
+            if self.rule.chain == "single-loop" and len(self.layers) > 2:
+                _stabilise_loop(self.model, reason="init", only_if_unstable=True)
+            self._initialised = True
+
+    @torch.no_grad()
+    def output_backward(self, rec, grad):
+        model, rule = self.model, self.rule
+        self.initialise()
+        if not rec.capture and len(self.layers) > 1 and self.step % max(self.monitor_every, 1) == 0:
+            eig = di_stability(model)
+            row = {"step": self.step, "max_eig": eig}
+            self.stability.append(row)
+            if rule.stabilize and max(eig) >= 0:
+                if rule.chain == "single-loop" and len(self.layers) > 2:
+                    _stabilise_loop(model, reason="training")
+                else:
+                    for l, lam in enumerate(eig, start=1):
+                        if lam >= 0:
+                            _stabilise_layer(model, l, reason="training")
+                row["max_eig_after"] = di_stability(model)
+        n = grad.shape[0]
+        x0 = rec.inputs[0][0].detach()
+        fwd = network_forward(self.layers, model.transfers, x0.reshape(-1, x0.shape[-1]))
+        Rs = [None if lin.feedback is None else lin.feedback.detach() for lin in self.layers]
+        Ws = [lin.weight.detach() for lin in self.layers]
+        rec.data["di"] = rule.reference_signals(Ws, Rs, fwd, -n * grad, model.transfers)
+        if not rec.capture:
+            self.steps += 1
+
+    def propagate(self, rec, l, grad):
+        if l == 0:
+            return None
+        return rec.data["di"][l - 1].to(grad.dtype) * (-1.0 / grad.shape[0])
+
+
+@torch.no_grad()
+def prepare(model, *, monitor_every: int = 1) -> DIEngine:
+    """Set how often the engine checks S9 (every ``monitor_every`` steps) and run the single loop's
+    initial SSA now; returns the engine (``model.di_state``).  Optional: the network initialises
+    itself on its first backward pass."""
+    _rule(model)
+    eng = model.di_state
+    if int(monitor_every) != monitor_every or monitor_every < 1:
+        raise ValueError(f"monitor_every must be a positive integer, got {monitor_every!r}")
+    eng.monitor_every = int(monitor_every)
+    eng.initialise()
+    return eng
 
 
 def _stabilise_layer(model, l, *, reason):
-    rule, st = model.rule, _state(model)
+    rule, st = model.rule, model.di_state
     lin = model.linears[l]
     W, R = lin.weight.detach(), lin.feedback.detach()
     lam = stability(W, R, rule.alpha, architecture=rule.architecture)
@@ -120,7 +154,7 @@ def _stabilise_layer(model, l, *, reason):
 
 def _stabilise_loop(model, *, reason, only_if_unstable=True):
     """SSA on the single loop's B = −(−R_2)⋯(−R_L); the new B is written back through R_2."""
-    rule, st = model.rule, _state(model)
+    rule, st = model.rule, model.di_state
     Ws = [w.detach() for w in model.weights()]
     Rs = [None if r is None else r.detach() for r in model.feedbacks()]
     B = loop_feedback(Rs)
@@ -174,41 +208,6 @@ def di_signals(model, x, target, loss):
     lossfn = getattr(loss, "loss", loss)
     dL = output_signal(lossfn, fwd, target, model.transfers[-1])
     return model.rule.reference_signals(Ws, Rs, fwd, dL, model.transfers), fwd
-
-
-@torch.no_grad()
-def apply_di(model, x, target, loss) -> None:
-    """Initialise if needed, monitor/stabilise, and set the hidden layers' gradients to DI's."""
-    rule, st = _rule(model), prepare(model)
-    if len(model.linears) > 1:
-        if st.step % max(st.monitor_every, 1) == 0:
-            eig = di_stability(model)
-            row = {"step": st.step, "max_eig": eig}
-            st.stability.append(row)
-            if rule.stabilize and max(eig) >= 0:
-                if rule.chain == "single-loop" and len(model.linears) > 2:
-                    _stabilise_loop(model, reason="training")
-                else:
-                    for l, lam in enumerate(eig, start=1):
-                        if lam >= 0:
-                            _stabilise_layer(model, l, reason="training")
-                row["max_eig_after"] = di_stability(model)
-        deltas, fwd = di_signals(model, x, target, loss)
-        n = x.shape[0]
-        for l, lin in enumerate(list(model.linears)[:-1]):
-            d, h = deltas[l].to(lin.weight.dtype), fwd.hs[l].to(lin.weight.dtype)
-            gW = -(d.T @ h) / n
-            if lin.weight_mask is not None:
-                gW = gW * lin.weight_mask
-            lin.weight.grad = gW
-            if lin.bias is not None:
-                lin.bias.grad = -d.sum(0) / n
-    st.step += 1
-
-
-@register_after_backward("di")
-def _after_backward(model, x, target, loss):
-    apply_di(model, x, target, loss)
 
 
 @torch.no_grad()

@@ -1,23 +1,21 @@
-"""Torch integration of the learned-feedback rules ``np`` (node perturbation) and ``rf``
-(reciprocal feedback by recirculation) with the rule-agnostic training loop.
+"""Torch side of the learned-feedback rules ``np`` (node perturbation) and ``rf`` (reciprocal
+feedback by recirculation): noise streams, increments, metrics and matrix references.
 
-The layers' backward passes already carry the teaching signal with ``rule.propagate`` (``δ R_lᵀ``);
-what these rules add is *how R learns*, from extra activity that the loop knows nothing about.  Both
-run as :func:`bridge.train.register_after_backward` hooks, called after ``loss.backward()`` and before
-``optimizer.step()``:
+Training needs nothing from here: the networks' engines (:class:`bridge.engines.NPEngine`,
+:class:`bridge.engines.RFEngine`) do the noisy pass and the recirculation inside forward/backward,
+so a plain loop trains both rules.  What this module adds:
 
-* ``np``: one (or ``n_samples``) noisy forward pass with ``h̃ = g(a) + c_h ξ`` on every hidden layer
-  (Lansdell §2), the estimator ``λ̂ = (L̃ − L)ξ/c_h`` and the least-squares increment
-  ``ΔR_l = ⟨(−λ̂_{l−1} − R_l δ_l) δ_lᵀ⟩ − ridge·R_l`` (:func:`plasticity.learned_feedback.np_feedback_increments`).
-* ``rf``: one recirculation per layer driven by fresh noise ``x = σξ`` (Cameron et al.):
-  ``ΔR_l = ⟨(x − x̂) hᵀ⟩`` with ``h = W_l x``, ``x̂ = R_l h``
-  (:func:`plasticity.learned_feedback.rf_feedback_increments`).
+* ``np``: :func:`np_increments` — the mean NP increments of one batch
+  (:func:`plasticity.learned_feedback.np_feedback_increments`; Lansdell §2,
+  ``ΔR_l = ⟨(−λ̂_{l−1} − R_l δ_l) δ_lᵀ⟩ − ridge·R_l``) with the engine's noise stream;
+* ``rf``: :func:`rf_increments` — one recirculation per layer, ``ΔR_l = ⟨(x − x̂) hᵀ⟩``
+  (:func:`plasticity.learned_feedback.rf_feedback_increments`);
+* :func:`fit_feedback` (feedback-only training, the setting of Lansdell's theorems),
+  :func:`learned_feedback_metrics` (Lansdell Fig. 1, Cameron's pseudoinverse panel), matrix
+  references of one whole training step, and :func:`run_comparison`.
 
-Each hook sets ``R_l.grad = −feedback_lr · ΔR_l`` so that the optimizer moves R exactly as it moves W
-(``W.grad = −⟨δ hᵀ⟩``): the step of R is ``lr · feedback_lr · ΔR``.  The hook draws its noise from a
-``torch.Generator`` seeded by the rule's ``seed`` and kept on the model (:func:`noise_generator`).
-
-Metrics (Lansdell Fig. 1; Cameron's pseudoinverse panel): :func:`learned_feedback_metrics`.
+The noise comes from the engine's generator (seeded by the rule's ``seed``; saved in
+``state_dict``).
 """
 
 from __future__ import annotations
@@ -35,44 +33,41 @@ from plasticity.learned_feedback import (
 
 from .losses import TeachingLoss
 from .metrics import angle_deg, feedback_alignment, signal_angles
-from .train import register_after_backward
 
 __all__ = [
     "noise_generator", "draw_np_noise", "draw_rf_noise", "np_increments", "rf_increments",
-    "np_after_backward", "rf_after_backward", "learned_feedback_metrics",
-    "np_reference_step", "rf_reference_step", "fit_feedback", "run_comparison",
+    "learned_feedback_metrics", "np_reference_step", "rf_reference_step", "fit_feedback", "run_comparison",
 ]
 
-_GEN_ATTR = "_learned_feedback_generator"
+
+def _engine(model):
+    eng = model._modules.get("engine")
+    if eng is None or not isinstance(model.rule, (NP, RF)):
+        raise TypeError(f"the model trains with rule {model.rule.name!r}, not 'np' or 'rf'")
+    return eng
 
 
 def noise_generator(model, seed: int | None = None) -> torch.Generator:
-    """The generator the hooks draw noise from, created once per model from ``seed`` (default the
-    rule's ``seed``).  Call with an explicit seed to (re)seed it."""
-    gen = model.__dict__.get(_GEN_ATTR)
-    if gen is None or seed is not None:
-        dev = next(model.parameters()).device
-        gen = torch.Generator(device=dev).manual_seed(int(model.rule.seed if seed is None else seed))
-        model.__dict__[_GEN_ATTR] = gen
-    return gen
+    """The generator the model's engine draws noise from (seeded by the rule's ``seed``); with an
+    explicit ``seed``, reseed it first."""
+    eng = _engine(model)
+    if seed is not None:
+        eng.reseed(seed)
+    return eng.generator
 
 
 def draw_np_noise(model, n: int, dtype=None) -> list:
-    """Standard-normal draws for the NP hook: ``n_samples`` lists of one (n, d_l) tensor per hidden
-    layer, from :func:`noise_generator` (the hook calls exactly this)."""
-    gen = noise_generator(model)
+    """Standard-normal draws for one NP loss evaluation: ``n_samples`` lists of one (n, d_l) tensor
+    per hidden layer, from the engine's stream (the engine calls exactly this)."""
     W0 = model.linears[0].weight
-    dtype = W0.dtype if dtype is None else dtype
-    return [[torch.randn((n, lin.out_features), generator=gen, dtype=dtype, device=W0.device)
-             for lin in model.linears[:-1]] for _ in range(model.rule.n_samples)]
+    return _engine(model).draw(n, W0.dtype if dtype is None else dtype, W0.device)
 
 
 def draw_rf_noise(model) -> list:
-    """Standard-normal (n_noise, d_{l−1}) draws for the RF hook, ``None`` for layer 1 (its R carries
-    nothing); the hook calls exactly this."""
-    gen = noise_generator(model)
-    return [None] + [torch.randn((model.rule.n_noise, lin.in_features), generator=gen, dtype=lin.weight.dtype,
-                                 device=lin.weight.device) for lin in model.linears[1:]]
+    """Standard-normal (n_noise, d_{l−1}) draws for one recirculation, ``None`` for layer 1 (its R
+    carries nothing); the engine calls exactly this."""
+    W0 = model.linears[0].weight
+    return _engine(model).draw(W0.dtype, W0.device)
 
 
 def _state(model):
@@ -80,13 +75,6 @@ def _state(model):
     bs = [None if b is None else b.detach() for b in model.biases()]
     Rs = [None if r is None else r.detach() for r in model.feedbacks()]
     return Ws, bs, Rs
-
-
-def _set_grad(param, inc, scale, mask):
-    g = -scale * inc
-    if mask is not None:
-        g = g * mask
-    param.grad = g if param.grad is None else param.grad + g
 
 
 def _loss_spec(loss):
@@ -110,16 +98,6 @@ def np_increments(model, x, target, loss, xis_list=None):
     return [None if a is None else a / k for a in total]
 
 
-@register_after_backward("np")
-def np_after_backward(model, x, target, loss):
-    """Set ``R_l.grad`` from the node-perturbation least-squares step (layers 2…L)."""
-    rule: NP = model.rule
-    incs = np_increments(model, x, target, loss)
-    for lin, inc in zip(model.linears, incs):
-        if inc is not None:
-            _set_grad(lin.feedback, inc, rule.feedback_lr, lin.feedback_mask)
-
-
 @torch.no_grad()
 def rf_increments(model, xis=None):
     """Recirculation increments ``(dRs, dWs)`` for layers 2…L (layer 1's R carries nothing)."""
@@ -128,18 +106,6 @@ def rf_increments(model, xis=None):
     if xis is None:
         xis = draw_rf_noise(model)
     return rf_feedback_increments(rule, Ws, Rs, xis)
-
-
-@register_after_backward("rf")
-def rf_after_backward(model, x, target, loss):
-    """Set ``R_l.grad`` (and with forward recirculation add to ``W_l.grad``) from one recirculation."""
-    rule: RF = model.rule
-    dRs, dWs = rf_increments(model)
-    for lin, dR, dW in zip(model.linears, dRs, dWs):
-        if dR is not None:
-            _set_grad(lin.feedback, dR, rule.feedback_lr, lin.feedback_mask)
-        if dW is not None:
-            _set_grad(lin.weight, dW, rule.feedback_lr, lin.weight_mask)
 
 
 # ---------------------------------------------------------------------------------------------------

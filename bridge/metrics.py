@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from plasticity import BP, PBP, forward, output_signal, teaching_signals
+from plasticity import BP, PBP
 
 
 def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -28,36 +28,69 @@ def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.degrees(2.0 * math.atan2(float((a - b).norm()), float((a + b).norm())))
 
 
+def teaching_signals_of(model, x, target, loss, rule=None) -> list[torch.Tensor]:
+    """The teaching signals ``δ_l = −∂L/∂a_l`` that ``model``'s layers receive on one batch, in
+    forward order (output layer included), from the network's own backward pass in capture mode
+    (nothing learns, no random numbers are drawn).  ``rule``: the rule to measure instead of the
+    model's own (e.g. ``BP()``); then the derivative gates of :class:`Activation` modules are on,
+    as that rule's backward needs, and the model's engine is not used.  Works on any
+    :class:`FeedbackMLP` or converted model."""
+    from .layers import Activation
+    from .losses import TeachingLoss
+    from .network import feedback_layers
+
+    layers = feedback_layers(model)
+    ctx = layers[0].context
+    crit = loss if isinstance(loss, TeachingLoss) else TeachingLoss(loss)
+    saved = [(lin, lin.rule) for lin in layers]
+    acts = [(m, m.gated) for m in model.modules() if isinstance(m, Activation)]
+    engine = ctx.engine
+    try:
+        ctx.capture = True
+        if rule is not None:
+            ctx.engine = None
+            for lin in layers:
+                lin.rule = rule
+            for m, _ in acts:
+                m.gated = True
+        with torch.enable_grad():
+            out = model(x)
+            L = crit(out, target)
+            rec = out._credit_pass if hasattr(out, "_credit_pass") else ctx.current
+            torch.autograd.grad(L, [lin.weight for lin in layers], allow_unused=True)
+    finally:
+        ctx.capture = False
+        ctx.engine = engine
+        for lin, r in saved:
+            lin.rule = r
+        for m, g in acts:
+            m.gated = g
+    n = rec.captured[len(layers) - 1].shape[0]
+    return [-n * rec.captured[i] if i in rec.captured else None for i in range(len(layers))]
+
+
 @torch.no_grad()
 def signal_angles(model, x, target, loss) -> dict:
-    """Angles of the model's rule's hidden teaching signals to BP's and PBP's on one batch."""
-    Ws = [w.detach().double() for w in model.weights()]
-    bs = [None if b is None else b.detach().double() for b in model.biases()]
-    Rs = [None if r is None else r.detach().double() for r in model.feedbacks()]
-    transfers = model.transfers
-    fwd = forward(Ws, bs, x.double(), transfers)
-    target = target if target.dtype in (torch.int64, torch.int32) else target.double()
-    dL = output_signal(loss, fwd, target, transfers[-1])
+    """Angles of the model's hidden teaching signals to BP's and PBP's on one batch (every layer but
+    the output), on any :class:`FeedbackMLP` or converted model."""
+    own = teaching_signals_of(model, x, target, loss)
     out = {}
-    rule_d = _signals(model.rule, Ws, Rs, fwd, dL, transfers)
     for ref_name, ref in (("bp", BP()), ("pbp", PBP())):
-        ref_d = teaching_signals(ref, Ws, None, fwd, dL, transfers)
-        out[f"angle_{ref_name}_deg"] = [angle_deg(r, s) for r, s in zip(rule_d[:-1], ref_d[:-1])]
+        sig = teaching_signals_of(model, x, target, loss, rule=ref)
+        out[f"angle_{ref_name}_deg"] = [angle_deg(r, s) for r, s in zip(own[:-1], sig[:-1])
+                                        if r is not None and s is not None]
     return out
-
-
-def _signals(rule, Ws, Rs, fwd, dL, transfers):
-    custom = getattr(rule, "reference_signals", None)
-    if custom is not None:  # network-level rules supply their own reference
-        return custom(Ws, Rs, fwd, dL, transfers)
-    return teaching_signals(rule, Ws, Rs, fwd, dL, transfers)
 
 
 @torch.no_grad()
 def feedback_alignment(model) -> dict:
-    """W–R alignment statistics per layer with a transposed-shape feedback (layers 2…L)."""
+    """W–R alignment statistics per layer with a transposed-shape feedback (all but the first layer),
+    on any :class:`FeedbackMLP` or converted model."""
+    from .network import feedback_layers
+
     out = {"alignment_deg": [], "sign_congruence": [], "rel_dist": []}
-    for l, (W, R) in enumerate(zip(model.weights(), model.feedbacks())):
+    for l, lin in enumerate(feedback_layers(model)):
+        W, R = lin.weight, lin.feedback
         if l == 0 or R is None or tuple(R.shape) != tuple(W.T.shape):
             continue
         Wt, R = W.detach().T.double(), R.detach().double()

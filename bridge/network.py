@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import copy
+from collections import deque
 
 import torch
 from torch import nn
 
-from plasticity import Rule, make_rule
+from plasticity import BP, Rule, make_rule
 from plasticity._validate import check_sizes
 
+from .engines import make_engine
 from .layers import Activation, BackwardContext, FeedbackLinear
 
 
-def _wire(linears, rule: Rule) -> BackwardContext:
-    """Share one backward context among the layers; mark the output layer."""
-    ctx = BackwardContext()
-    for i, lin in enumerate(linears):
+def _wire(layers, output, engine_owner, rule: Rule, network) -> BackwardContext:
+    """Share one backward context among ``layers`` (forward order), mark the output layer and attach
+    the rule's engine (if it has one) as a submodule of ``engine_owner``."""
+    ctx = BackwardContext(layers, network=network)
+    for i, lin in enumerate(layers):
         lin.context = ctx
-        lin.is_output = i == len(linears) - 1
+        lin.index = i
+        lin.is_output = lin is output
+    engine = make_engine(rule, ctx)
+    if engine is not None:
+        engine_owner.engine = engine
+        ctx.engine = engine
     return ctx
 
 
@@ -29,6 +37,10 @@ class FeedbackMLP(nn.Module):
     ``weight_scale``/``feedback_scale`` give U(−s, s) initial entries (the papers' choice);
     ``sparsity``/``feedback_sparsity`` fix that fraction of every W/R at zero.
     ``input_feedback`` also gives the first layer an R (unused by learning; for mirroring circuits).
+
+    Every rule trains in a plain loop (``loss.backward(); opt.step()``); rules with network-level
+    work hold it in ``self.engine`` (:mod:`bridge.engines`), whose state is in ``state_dict``.
+    Node perturbation needs the loss taken with :class:`bridge.TeachingLoss` (it raises otherwise).
     """
 
     def __init__(
@@ -73,15 +85,22 @@ class FeedbackMLP(nn.Module):
             acts.append(Activation(output_activation if last else activation, gated=self.rule.gated or last))
         self.linears = nn.ModuleList(layers)
         self.activations = nn.ModuleList(acts)
-        self.context = _wire(self.linears, self.rule)
+        self.context = _wire(list(self.linears), self.linears[-1], self, self.rule, self)
 
     @property
     def transfers(self):
         return [a.transfer for a in self.activations]
 
     def forward(self, x):
+        if not torch.is_tensor(x):
+            raise TypeError(f"FeedbackMLP: input must be a tensor, got {type(x).__name__}")
+        if x.ndim < 1 or x.shape[-1] != self.sizes[0]:
+            raise ValueError(f"FeedbackMLP: input has shape {tuple(x.shape)}; its last dimension must be "
+                             f"d_0={self.sizes[0]}")
+        rec = self.context.begin(((x,), {}))
         for lin, act in zip(self.linears, self.activations):
             x = act(lin(x))
+        x._credit_pass = rec
         return x
 
     def weights(self):
@@ -93,38 +112,161 @@ class FeedbackMLP(nn.Module):
     def feedbacks(self):
         return [lin.feedback for lin in self.linears]
 
+    @property
+    def di_state(self):
+        """The dynamic-inversion engine (its ``stability`` and ``events`` records); DI networks only."""
+        from .inversion import DIEngine
 
-def convert(model: nn.Module, rule: Rule | str, *, generator: torch.Generator, feedback_scale=None,
-            feedback_sparsity: float = 0.0, inplace: bool = False) -> nn.Module:
+        eng = self._modules.get("engine")
+        if not isinstance(eng, DIEngine):
+            raise AttributeError(f"di_state: this network trains with rule {self.rule.name!r}, not 'di'")
+        return eng
+
+
+class _OpenPass:
+    """Forward pre-hook of a converted model: opens a pass record with the forward's inputs."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def __call__(self, module, args, kwargs):
+        self.context.begin((args, kwargs))
+
+
+class _MarkOutput:
+    """Forward hook of a converted model: ties its output tensor to the open pass (for the loss)."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def __call__(self, module, args, kwargs, output):
+        if torch.is_tensor(output):
+            output._credit_pass = self.context.current
+
+
+def _linear_candidates(model):
+    """``(name, module)`` of every ``nn.Linear`` that its parent calls as a module (not the
+    ``out_proj`` of ``nn.MultiheadAttention``, whose weights the attention reads directly)."""
+    mha = [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and not any(name.startswith(p + ".") for p in mha):
+            out.append((name, m))
+    return out
+
+
+def _trace(model, args, kwargs, linears):
+    """Run ``model`` once: the call order of ``linears``, whether each one's input depends on a
+    parameter, and which one produces the model's output (nearest to it in the autograd graph)."""
+    order, needs_input, node_of = [], {}, {}
+    handles = []
+    for name, m in linears:
+        def hook(mod, inp, out, name=name):
+            if name in needs_input:
+                raise ValueError(f"convert(): nn.Linear {name!r} is called more than once per forward "
+                                 "(shared weights are not supported)")
+            order.append(name)
+            needs_input[name] = bool(inp and torch.is_tensor(inp[0]) and inp[0].requires_grad)
+            if out.grad_fn is not None:
+                node_of[out.grad_fn] = name
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.enable_grad():
+            out = model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    if not torch.is_tensor(out):
+        raise ValueError(f"convert(): the model must return a tensor, got {type(out).__name__}")
+    output = None
+    seen, queue = set(), deque([out.grad_fn])
+    while queue and output is None:
+        node = queue.popleft()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node in node_of:
+            output = node_of[node]
+            break
+        queue.extend(nf for nf, _ in node.next_functions)
+    if output is None:
+        raise ValueError("convert(): the model's output does not depend on any nn.Linear")
+    return order, needs_input, output
+
+
+def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: torch.Generator, feedback_scale=None,
+            feedback_sparsity: float = 0.0, inplace: bool = False, allow_backprop=()) -> nn.Module:
     """Replace every ``nn.Linear`` in ``model`` by a :class:`FeedbackLinear` following ``rule``.
 
-    Weights and biases are copied; feedback matrices are drawn from ``generator``.  The last
-    ``nn.Linear`` in module order is taken as the output layer.  Activations of the model are
-    kept: their torch derivative is the gate (fine for every gated rule).
+    ``example_input`` (a tensor, or a tuple of positional arguments) is run through the model once:
+    it materialises lazy modules and shows the call order of the layers, which layer produces the
+    model's output (the output layer of DFA and of the engines), and which layers' inputs depend on
+    earlier layers (only those get a feedback matrix: the others' would carry signals nothing reads).
+    Weights and biases are copied; feedback matrices are drawn from ``generator``.  The model's own
+    activations are kept: their torch derivative is the gate (right for every gated rule).
+
+    Every other module with learnable parameters (convolutions, norms, embeddings, attention, RNNs)
+    would stay on backprop; unless the rule is ``bp`` that is an error naming them, unless they are
+    listed in ``allow_backprop`` (module types or qualified names; ``True`` allows all).
     """
     rule = make_rule(rule)
     if not rule.gated:
         raise ValueError(f"convert() keeps the model's own activations; rule {rule.name!r} needs FeedbackMLP")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError("convert(): generator must be a torch.Generator (randomness is always explicit)")
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     model = model if inplace else copy.deepcopy(model)
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        model(*args)  # materialises lazy modules
+    linears = _linear_candidates(model)
     if not linears:
         raise ValueError("convert(): the model has no nn.Linear layer")
-    d_out = linears[-1].out_features
-    replaced = {}
-    for lin in linears:
-        new = FeedbackLinear(
+    lin_names = {n for n, _ in linears}
+    if not isinstance(rule, BP) and allow_backprop is not True:
+        allowed = tuple(a for a in allow_backprop if isinstance(a, type))
+        allowed_names = {a for a in allow_backprop if isinstance(a, str)}
+        left = [name or type(m).__name__ for name, m in model.named_modules()
+                if name not in lin_names and any(True for _ in m.parameters(recurse=False))
+                and not isinstance(m, allowed) and name not in allowed_names]
+        if left:
+            raise ValueError(f"convert(): {', '.join(repr(n) for n in left)} ha{'ve' if len(left) > 1 else 's'} learnable "
+                             f"parameters that rule {rule.name!r} would leave on backprop; pass "
+                             "allow_backprop=[module types or names] (or True) to keep them on backprop explicitly")
+    order, needs_input, output = _trace(model, args, {}, linears)
+    by_name = dict(linears)
+    d_out = by_name[output].out_features
+    new = {}
+    for name in order:
+        lin = by_name[name]
+        fl = FeedbackLinear(
             lin.in_features, lin.out_features, rule, bias=lin.bias is not None,
             feedback_dim=d_out if rule.direct else None, feedback_scale=feedback_scale,
-            feedback_sparsity=feedback_sparsity, generator=generator, dtype=lin.weight.dtype,
+            feedback_sparsity=feedback_sparsity, with_feedback=needs_input[name], generator=generator,
+            dtype=lin.weight.dtype,
         ).to(lin.weight.device)
         with torch.no_grad():
-            new.weight.copy_(lin.weight)
+            fl.weight.copy_(lin.weight)
             if lin.bias is not None:
-                new.bias.copy_(lin.bias)
-        replaced[id(lin)] = new
-    for parent in model.modules():
-        for name, child in list(parent.named_children()):
-            if id(child) in replaced:
-                setattr(parent, name, replaced[id(child)])
-    _wire([replaced[id(l)] for l in linears], rule)
+                fl.bias.copy_(lin.bias)
+        new[name] = fl
+    unused = [n for n in lin_names if n not in new]
+    if unused:
+        raise ValueError(f"convert(): nn.Linear {', '.join(map(repr, sorted(unused)))} never ran on example_input")
+    for parent_name, parent in model.named_modules():
+        for child_name, _ in list(parent.named_children()):
+            full = f"{parent_name}.{child_name}" if parent_name else child_name
+            if full in new:
+                setattr(parent, child_name, new[full])
+    layers = [new[n] for n in order]
+    ctx = _wire(layers, new[output], new[output], rule, model)
+    model.register_forward_pre_hook(_OpenPass(ctx), with_kwargs=True)
+    model.register_forward_hook(_MarkOutput(ctx), with_kwargs=True)
     return model
+
+
+def feedback_layers(model: nn.Module) -> list[FeedbackLinear]:
+    """The :class:`FeedbackLinear` layers of a network or converted model, in forward order."""
+    for m in model.modules():
+        if isinstance(m, FeedbackLinear):
+            return list(m.context.layers)
+    raise ValueError(f"{type(model).__name__} has no FeedbackLinear layer (build a FeedbackMLP or use convert())")

@@ -27,7 +27,10 @@ Mapping to the papers:
 from .connectivity import random_mask
 from .losses import LOSSES, MSE, CrossEntropy, Hinge, Loss, get_loss
 from .network import Forward, forward, increments, output_signal, sgd_step, teaching_signals
-from .rules import BP, DFA, FA, FRFB, NDI, PBP, RULES, URFB, Rule, make_rule, register_rule
+from .rules import (
+    BP, DFA, FA, FRFB, NDI, PBP, RULES, URFB, ActivityLearnedFeedback, InitialisedFeedback, MirroredFeedback,
+    NetworkRule, Rule, make_rule, register_rule, rule_parameters,
+)
 from .transfers import TRANSFERS, Transfer, get_transfer
 
 # rule families in their own modules; importing them registers "di", "np", "rf", "rf-exact"
@@ -37,6 +40,7 @@ from .learned_feedback import NP, RF, RFExact  # noqa: E402
 
 __all__ = [
     "BP", "DFA", "FA", "FRFB", "NDI", "PBP", "URFB", "DI", "NP", "RF", "RFExact", "Rule", "RULES", "make_rule", "register_rule",
+    "rule_parameters", "MirroredFeedback", "InitialisedFeedback", "NetworkRule", "ActivityLearnedFeedback",
     "Loss", "MSE", "CrossEntropy", "Hinge", "LOSSES", "get_loss",
     "Transfer", "TRANSFERS", "get_transfer", "random_mask",
     "Forward", "forward", "output_signal", "teaching_signals", "increments", "sgd_step",

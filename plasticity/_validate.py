@@ -36,9 +36,13 @@ def check_choice(name: str, value: str, choices) -> str:
 def check_sizes(sizes) -> tuple[int, ...]:
     """Layer sizes ``(d_0, d_1, …, d_L)``: at least two positive integers."""
     try:
-        sizes = tuple(int(s) for s in sizes)
-    except (TypeError, ValueError):
+        raw = tuple(sizes)
+        ints = tuple(int(s) for s in raw)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"sizes must be integers like 30-20-10, got {sizes!r}") from None
+    if any(isinstance(s, bool) or float(s) != i for s, i in zip(raw, ints)):
+        raise ValueError(f"sizes must be integers like 30-20-10, got {sizes!r}")
+    sizes = ints
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"sizes must be ≥ 2 positive integers (d_0-…-d_L), got {sizes!r}")
     return sizes

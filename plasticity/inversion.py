@@ -87,7 +87,7 @@ import numpy as np
 
 from ._array import is_torch, ops
 from ._validate import check_choice, check_range
-from .rules import NDI, Rule, register_rule
+from .rules import NDI, InitialisedFeedback, NetworkRule, Rule, register_rule
 from .transfers import Transfer, get_transfer
 
 CHAINS = ("sequential", "repeat-layer", "single-loop")
@@ -785,7 +785,7 @@ def loop_feedback(Rs):
 
 @register_rule
 @dataclass(frozen=True)
-class DI(Rule):
+class DI(Rule, NetworkRule, InitialisedFeedback):
     """Dynamic inversion (Podlaski & Machens 2020): δ_{l−1} is the steady state of eq. 5/14.
 
     Parameters (all validated):

@@ -85,7 +85,7 @@ from ._array import ops
 from ._validate import check_choice, check_range
 from .losses import Loss
 from .network import forward, output_signal, teaching_signals
-from .rules import Rule, register_rule
+from .rules import ActivityLearnedFeedback, Rule, register_rule
 from .transfers import get_transfer
 
 __all__ = [
@@ -298,7 +298,7 @@ def _positive_int(name, v, lo=1):
 
 @register_rule
 @dataclass(frozen=True)
-class NP(Rule):
+class NP(Rule, ActivityLearnedFeedback):
     """Node-perturbation-learned feedback (Lansdell 2019): ``propagate = δ_l R_lᵀ`` (layerwise) or
     ``δ_L R_lᵀ`` (direct), R learned by stochastic least squares toward ``−λ̂`` each minibatch.
 
@@ -354,7 +354,7 @@ class NP(Rule):
 
 @register_rule
 @dataclass(frozen=True)
-class RF(Rule):
+class RF(Rule, ActivityLearnedFeedback):
     """Reciprocal feedback (Cameron et al.): ``propagate = δ_l R_lᵀ`` with ``R_l ≈ W_l⁺`` learned by
     noise-driven recirculation ``ΔR = (x − x̂)hᵀ`` (A = W_l, B = R_l).
 

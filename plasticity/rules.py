@@ -37,6 +37,8 @@ exactly as :func:`plasticity.network.sgd_step` (which passes δ itself, scale 1)
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -45,8 +47,13 @@ from ._validate import check_choice, check_range
 
 
 @dataclass(frozen=True)
-class Rule:
-    """Base of all rule specs.  Subclasses are small and final."""
+class Rule(abc.ABC):
+    """Base of all rule specs.  Subclasses are small and final.
+
+    Capabilities beyond ``propagate`` are declared by inheriting the abstract classes below
+    (:class:`MirroredFeedback`, :class:`InitialisedFeedback`, :class:`NetworkRule`,
+    :class:`ActivityLearnedFeedback`); the engines test them with ``isinstance``, never by name.
+    """
 
     name: ClassVar[str] = "rule"
     #: 'transpose' (needs no R), 'fixed' (R a constant), 'learned' (R has an update)
@@ -56,9 +63,9 @@ class Rule:
     #: multiply the carried signal by g'(a_{l−1}); False for dynamic inversion, which inverts g itself
     gated: ClassVar[bool] = True
 
+    @abc.abstractmethod
     def propagate(self, W, R, delta, *, delta_out=None):
         """Signal carried from layer l to layer l−1, before the gate, shape (n, d_{l−1})."""
-        raise NotImplementedError
 
     def propagate_scaled(self, W, R, signal, scale, *, delta_out=None):
         """``propagate`` of a signal given as ``signal = scale × δ`` (and ``delta_out`` likewise).
@@ -81,6 +88,36 @@ class Rule:
     @property
     def needs_feedback(self) -> bool:
         return self.feedback != "transpose"
+
+
+class MirroredFeedback(abc.ABC):
+    """R_l learns W_l's own increment, transposed (mirrored synapses): the engine forms ΔR from ΔW."""
+
+    @abc.abstractmethod
+    def feedback_increment_from_weight(self, dW):
+        """ΔR_l from ΔW_l (no new product)."""
+
+
+class InitialisedFeedback(abc.ABC):
+    """The rule sets the initial feedback from the initial weights (e.g. DI's Tr-Init)."""
+
+    @abc.abstractmethod
+    def initial_feedback(self, W, R=None):
+        """The initial R_l for weights ``W`` and a drawn ``R``."""
+
+
+class NetworkRule(abc.ABC):
+    """The teaching signals are a property of the whole network, not of one layer (DI's chains):
+    the rule gives all of them at once from the forward pass and the output signal."""
+
+    @abc.abstractmethod
+    def reference_signals(self, Ws, Rs, fwd, delta_L, transfers):
+        """``[δ_1, …, δ_L]`` (package sign)."""
+
+
+class ActivityLearnedFeedback(abc.ABC):  # noqa: B024 (a capability marker)
+    """R learns from activity the task's backward pass does not carry (a noisy pass, recirculation):
+    the torch engine needs a network-level engine registered for the rule's type."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +168,7 @@ class DFA(Rule):
 
 
 @dataclass(frozen=True)
-class URFB(Rule):
+class URFB(Rule, MirroredFeedback):
     """Updated random feedback (Amit §3.1): R_l receives ε × the Hebbian increment of W_l, transposed.
 
     ``ΔW_l = η δ_l h_{l−1}ᵀ`` and ``ΔR_l = ε η h_{l−1} δ_lᵀ``; with ε = 1 and R₀ = W₀ᵀ the
@@ -248,15 +285,33 @@ RULES: dict[str, type[Rule]] = {c.name: c for c in (BP, FA, FRFB, DFA, URFB, PBP
 
 
 def register_rule(cls: type[Rule]) -> type[Rule]:
-    """Class decorator adding a rule to :data:`RULES` (used by later rule modules)."""
+    """Class decorator adding a rule to :data:`RULES` (used by later rule modules); a name that is
+    already taken by another class is an error."""
+    old = RULES.get(cls.name)
+    if old is not None and old.__qualname__ != cls.__qualname__:
+        raise ValueError(f"rule name {cls.name!r} registered twice ({old.__module__}.{old.__qualname__} "
+                         f"and {cls.__module__}.{cls.__qualname__})")
     RULES[cls.name] = cls
     return cls
 
 
 def make_rule(name: str | Rule, **params) -> Rule:
-    """Build a rule by name, passing only the parameters that rule declares."""
+    """Build a rule by name; a parameter the rule does not declare is an error naming the valid ones
+    (``None`` values mean "the rule's default")."""
     if isinstance(name, Rule):
+        if params:
+            raise ValueError(f"make_rule: parameters {sorted(params)} given with a ready-made rule {name.name!r}")
         return name
     cls = RULES[check_choice("rule", name, RULES)]
-    fields = getattr(cls, "__dataclass_fields__", {})
-    return cls(**{k: v for k, v in params.items() if k in fields and v is not None})
+    fields = rule_parameters(cls)
+    unknown = sorted(k for k in params if k not in fields)
+    if unknown:
+        valid = ", ".join(fields) or "none"
+        raise ValueError(f"rule {cls.name!r} has no parameter {', '.join(map(repr, unknown))}; valid: {valid}")
+    return cls(**{k: v for k, v in params.items() if v is not None})
+
+
+def rule_parameters(rule) -> list[str]:
+    """The parameter names a rule (class, instance or name) declares."""
+    cls = RULES[check_choice("rule", rule, RULES)] if isinstance(rule, str) else rule
+    return [f.name for f in dataclasses.fields(cls)]

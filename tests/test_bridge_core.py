@@ -186,9 +186,9 @@ def test_sparse_connectivity_stays_sparse_and_feedback_is_buffer_or_parameter():
 
 def test_convert_existing_model():
     ref = nn.Sequential(nn.Linear(12, 9), nn.Tanh(), nn.Linear(9, 5)).double()
-    bp = convert(ref, "bp", generator=gen(0))
-    fa = convert(ref, "fa", generator=gen(0))
     x, y = batch()
+    bp = convert(ref, "bp", example_input=x, generator=gen(0))
+    fa = convert(ref, "fa", example_input=x, generator=gen(0))
     for m in (ref, bp, fa):
         nn.functional.cross_entropy(m(x), y).backward()
     torch.testing.assert_close(bp[0].weight.grad, ref[0].weight.grad, rtol=0, atol=1e-14)

@@ -36,12 +36,15 @@ def test_train_writes_summary(tmp_path, capsys):
 
 def test_train_from_toml_with_flag_override(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('task = "digits"\nrule = "urfb"\nepsilon = 0.5\nepochs = 1\nsizes = "64-20-10"\nn_train = 100\n')
+    cfg.write_text('task = "digits"\nrule = "fa"\nepsilon = 0.5\nepochs = 3\nsizes = "64-20-10"\nn_train = 100\n')
     out = tmp_path / "o"
-    assert main(["train", "--config", str(cfg), "--rule", "frfb", "--out", str(out), "--quiet"]) == 0
+    # the file's epsilon is not a parameter of fa: an error, not an ignored option
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert main(["train", "--config", str(cfg), "--rule", "urfb", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["rule"] == "frfb" and s["sizes"] == [64, 20, 10]
-    assert json.loads((out / "config.json").read_text())["epsilon"] == 0.5
+    c = json.loads((out / "config.json").read_text())
+    assert s["rule"] == "urfb" and s["sizes"] == [64, 20, 10]
+    assert c["epsilon"] == 0.5 and c["epochs"] == 1
 
 
 def test_unknown_names_list_the_valid_ones(capsys):

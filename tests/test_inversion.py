@@ -277,7 +277,9 @@ def test_out_of_range_parameters_raise(kw, word):
 
 
 def test_rule_registered_and_shapes_checked():
-    r = make_rule("di", alpha=0.05, epsilon=1.0)
+    with pytest.raises(ValueError, match="no parameter 'epsilon'"):
+        make_rule("di", alpha=0.05, epsilon=1.0)
+    r = make_rule("di", alpha=0.05)
     assert isinstance(r, DI) and r.alpha == 0.05 and r.gated is False
     W, B, rng = _mats(9, 6)
     with pytest.raises(ValueError, match="expanding"):
@@ -349,6 +351,7 @@ def test_single_loop_training_in_the_engine(init):
     rule = DI(alpha=0.1, method="steady", chain="single-loop", init=init)
     model = FeedbackMLP((4, 6, 5, 3), rule, activation="tanh", generator=g, dtype=torch.float64)
     st = bi.prepare(model)
+    assert st is model.di_state
     assert bi.di_stability(model)[0] < 0
     if init == "tr":
         assert torch.equal(model.linears[2].feedback, -model.linears[2].weight.detach().T)
@@ -356,7 +359,6 @@ def test_single_loop_training_in_the_engine(init):
     y = torch.randn(5, 3, generator=g, dtype=torch.float64) * 0.3
     loss = TeachingLoss("mse")
     loss(model(x), y).backward()
-    bi.apply_di(model, x, y, loss)
     Ws = [w.detach() for w in model.weights()]
     fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
     B = loop_feedback([None if r is None else r.detach() for r in model.feedbacks()])
@@ -434,7 +436,6 @@ def test_around_activity_in_the_engine():
     y = torch.randn(16, 4, generator=g, dtype=torch.float64) * 0.3
     loss = TeachingLoss("mse")
     loss(model(x), y).backward()
-    bi.apply_di(model, x, y, loss)
     Ws = [w.detach() for w in model.weights()]
     fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
     tgt = -output_signal(loss.loss, fwd, y, "linear")
@@ -444,7 +445,7 @@ def test_around_activity_in_the_engine():
     assert _rel(d1, plain) > 0.1  # saturated units: the operating point matters
 
 
-def test_hook_sets_di_gradients():
+def test_backward_sets_di_gradients():
     """The gradients the engine hands the optimizer are −⟨δ_DI hᵀ⟩ with δ_DI from the rule."""
     import bridge.inversion as bi
     from bridge.losses import TeachingLoss
@@ -459,7 +460,6 @@ def test_hook_sets_di_gradients():
     y = torch.randn(7, 4, generator=g, dtype=torch.float64) * 0.3
     loss = TeachingLoss("mse")
     loss(model(x), y).backward()
-    bi.apply_di(model, x, y, loss)
     Ws = [w.detach() for w in model.weights()]
     fwd = forward(Ws, [b.detach() for b in model.biases()], x, model.transfers)
     dL = output_signal(loss.loss, fwd, y, "linear")

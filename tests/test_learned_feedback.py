@@ -10,9 +10,10 @@ import torch
 
 import bridge.learned_feedback as BLF
 import plasticity as P
+from bridge.engines import ENGINES
 from bridge.losses import TeachingLoss
 from bridge.network import FeedbackMLP
-from bridge.train import AFTER_BACKWARD, TrainConfig, run_experiment
+from bridge.train import TrainConfig, run_experiment
 from plasticity.learned_feedback import (
     NP,
     RF,
@@ -62,7 +63,7 @@ def test_rules_registered_and_validated():
                        (dict(forward_recirculation="yes"), "forward_recirculation")]:
         with pytest.raises(ValueError, match=match):
             RF(**bad)
-    assert "np" in AFTER_BACKWARD and "rf" in AFTER_BACKWARD
+    assert NP in ENGINES and RF in ENGINES
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,11 +170,10 @@ def test_np_torch_step_equals_the_matrix_reference(mode):
     Rs = [None if r is None else r.detach().numpy().copy() for r in model.feedbacks()]
     BLF.noise_generator(model, seed=11)
     noise = BLF.draw_np_noise(model, 8)
-    BLF.noise_generator(model, seed=11)  # the hook redraws the same ξ
+    BLF.noise_generator(model, seed=11)  # the engine redraws the same ξ
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     opt.zero_grad()
-    crit(model(x), y).backward()
-    BLF.np_after_backward(model, x, y, crit)
+    crit(model(x), y).backward()  # the network's engine does the noisy pass and sets R.grad
     opt.step()
     # reference: mean over the n_samples noisy passes
     ref = [BLF.np_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers, P.CrossEntropy(), lr,
@@ -313,8 +313,7 @@ def test_rf_torch_step_equals_the_matrix_reference():
     BLF.noise_generator(model, seed=2)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     opt.zero_grad()
-    crit(model(x), y).backward()
-    BLF.rf_after_backward(model, x, y, crit)
+    crit(model(x), y).backward()  # the network's engine recirculates and sets R.grad (and W.grad)
     opt.step()
     nW, nb, nR = BLF.rf_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers, P.MSE(), lr, xis)
     for l, lin in enumerate(model.linears):
@@ -350,6 +349,5 @@ def test_np_direct_mode_builds_output_shaped_feedback_and_trains():
     rng = _rng(13)
     x, y = torch.tensor(rng.standard_normal((20, 6))), torch.tensor(rng.standard_normal((20, 3)))
     crit = TeachingLoss("mse")
-    crit(model(x), y).backward()
-    BLF.np_after_backward(model, x, y, crit)
+    crit(model(x), y).backward()  # the network's engine does the noisy pass and sets R.grad
     assert all(r.grad is not None and torch.isfinite(r.grad).all() for r in model.feedbacks() if r is not None)

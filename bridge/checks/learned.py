@@ -119,12 +119,11 @@ def _engine_state(model):
     return Ws, bs, Rs
 
 
-def _one_engine_step(model, hook, x, y, crit, lr):
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    opt.zero_grad()
-    crit(model(x), y).backward()
-    hook(model, x, y, crit)
-    opt.step()
+def _one_engine_step(model, x, y, crit, lr):
+    """One plain-loop step: the network's engine does the rule's extra work inside backward."""
+    from bridge.train import training_step
+
+    training_step(model, crit, torch.optim.SGD(model.parameters(), lr=lr), x, y)
 
 
 @register_check("np-torch-step")
@@ -140,7 +139,7 @@ def check_np_engine(opts) -> list[CheckResult]:
         BLF.noise_generator(model, seed=opts.seed + 1)
         xis = [a.numpy() for a in BLF.draw_np_noise(model, 8)[0]]
         BLF.noise_generator(model, seed=opts.seed + 1)
-        _one_engine_step(model, BLF.np_after_backward, x, y, TeachingLoss("ce"), 0.1)
+        _one_engine_step(model, x, y, TeachingLoss("ce"), 0.1)
         nW, _, nR = BLF.np_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers,
                                           P.CrossEntropy(), 0.1, xis)
         d = max([max_rel_diff(l.weight.detach(), w) for l, w in zip(model.linears, nW)]
@@ -160,7 +159,7 @@ def check_rf_engine(opts) -> list[CheckResult]:
     BLF.noise_generator(model, seed=opts.seed + 1)
     xis = [None if a is None else a.numpy() for a in BLF.draw_rf_noise(model)]
     BLF.noise_generator(model, seed=opts.seed + 1)
-    _one_engine_step(model, BLF.rf_after_backward, x, y, TeachingLoss("mse"), 0.05)
+    _one_engine_step(model, x, y, TeachingLoss("mse"), 0.05)
     nW, _, nR = BLF.rf_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers, P.MSE(), 0.05, xis)
     d = max([max_rel_diff(l.weight.detach(), w) for l, w in zip(model.linears, nW)]
             + [max_rel_diff(l.feedback.detach(), r) for l, r in zip(model.linears, nR) if r is not None])

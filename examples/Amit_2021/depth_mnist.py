@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plasticity import rule_parameters
+
 RULES = ("bp", "urfb", "frfb")
 COLORS = {"bp": "tab:green", "urfb": "tab:blue", "frfb": "tab:red"}  # the paper's Fig. 4/7 colours
 
@@ -96,7 +98,8 @@ def simulate(params: dict | None = None, *, out: Path | None = None, log=print) 
                 folder = None if out is None else out / depth.replace(" ", "_") / rule / f"seed{seed}"
                 cfg = TrainConfig(
                     task="mnist", rule=rule, sizes=tuple(sizes), activation="satlin", output_activation="linear",
-                    loss="hinge", mu=p["mu"], epsilon=p["epsilon"], lr=p["lr"], epochs=p["epochs"],
+                    loss="hinge", mu=p["mu"], epsilon=p["epsilon"] if "epsilon" in rule_parameters(rule) else None,
+                    lr=p["lr"], epochs=p["epochs"],
                     batch_size=p["batch_size"], weight_scale=p["weight_scale"], feedback_scale=p["feedback_scale"],
                     momentum=0.0, weight_decay=0.0, seed=int(seed), data_dir=str(data_dir), n_train=p["n_train"],
                     n_test=p["n_test"], evals_per_epoch=p["evals_per_epoch"], quiet=True,

@@ -42,6 +42,7 @@ from bridge.data import load_dataset
 from bridge.layers import Activation
 from bridge.losses import TeachingLoss
 from bridge.train import TrainConfig, build_model, train
+from plasticity import rule_parameters
 
 SIZES = (784, 500, 250, 30, 250, 500, 784)
 CODE_LAYER = 2  # index of the linear 30-unit layer among the activations
@@ -100,7 +101,8 @@ def _run_one(name: str, p: dict, data) -> dict:
     rule, init = CONDITIONS[name]
     cfg = TrainConfig(task="mnist", rule=rule, sizes=SIZES, activation="tanh", output_activation="linear",
                       loss="mse", lr=p["lr"], batch_size=p["batch_size"], epochs=p["epochs"], seed=p["seed"],
-                      alpha=p["alpha"], evals_per_epoch=p["evals_per_epoch"], quiet=True, probe_size=64,
+                      alpha=p["alpha"] if "alpha" in rule_parameters(rule) else None,
+                      evals_per_epoch=p["evals_per_epoch"], quiet=True, probe_size=64,
                       rule_params={"max_norm": p["max_norm"]} if rule in ("pbp", "ndi") and p["max_norm"] else {},
                       ).resolved()
     model = build_model(cfg, data.n_in, data.n_out)

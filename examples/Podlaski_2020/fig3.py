@@ -35,6 +35,7 @@ from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
 from bridge.metrics import angle_deg
 from bridge.train import TrainConfig, build_model, train
+from plasticity import rule_parameters
 from plasticity.inversion import StabilityError
 
 #: Conditions: (rule, rule/feedback settings).  ``alpha=None`` takes ``params["alpha"]``; ``init``
@@ -87,7 +88,8 @@ def _run_one(kind: str, name: str, p: dict, data) -> dict:
         rp = {"max_norm": spec["max_norm"]}
     cfg = TrainConfig(task=spec["task"], rule=rule, lr=spec["lr"], batch_size=1, epochs=p["epochs"],
                       seed=p["seed"], weight_scale=0.01, feedback_scale=0.5 if rule == "fa" else 0.01,
-                      alpha=alpha, rule_params=rp, n_train=p["n_train"], n_test=p["n_test"],
+                      alpha=alpha if "alpha" in rule_parameters(rule) else None,
+                      rule_params=rp, n_train=p["n_train"], n_test=p["n_test"],
                       evals_per_epoch=p["evals_per_epoch"], dtype="float64", quiet=True, probe_size=128).resolved()
     model = build_model(cfg, data.n_in, data.n_out)
     if rule == "ndi" and settings["init"] == "tr":  # Tr-Init for NDI as for DI
