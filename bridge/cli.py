@@ -66,6 +66,7 @@ def cmd_run(args) -> int:
 
     # the embedded networks are small: one thread is as fast, and it does not collapse when another
     # process holds the other cores (thread oversubscription slowed this job 10× in measurements)
+    _check_threads(args.threads)
     torch.set_num_threads(args.threads)
     registry.load_rules()
     rules = args.rules or [r for r in RUN_ORDER if r in RULES]
@@ -94,29 +95,60 @@ def cmd_run(args) -> int:
 
 
 # --------------------------------------------------------------------------------------- train
+TRAIN_OPTIONS = ("task", "rule", "sizes", "activation", "output_activation", "loss", "epochs", "lr", "batch_size",
+                 "seed", "data_dir", "n_train", "n_test", "optimizer", "momentum", "weight_decay", "lr_schedule",
+                 "lr_min", "lr_step", "lr_gamma", "sparsity", "feedback_sparsity", "epsilon", "alpha", "mu", "dtype",
+                 "device", "evals_per_epoch")
+
+
+def _check_threads(n):
+    if n is not None and n < 1:
+        raise ValueError(f"--threads must be a positive integer, got {n}")
+
+
 def cmd_train(args) -> int:
     from .train import TrainConfig, run_experiment
 
+    _check_threads(args.threads)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     registry.load_rules()
-    over = {k: getattr(args, k) for k in ("task", "rule", "sizes", "activation", "output_activation", "loss",
-                                          "epochs", "lr", "batch_size", "seed", "data_dir", "n_train", "n_test",
-                                          "momentum", "weight_decay", "sparsity", "feedback_sparsity",
-                                          "epsilon", "alpha", "mu", "dtype", "device")}
+    over = {k: getattr(args, k) for k in TRAIN_OPTIONS}
     over["rule_params"] = dict(args.rule_param) if args.rule_param else None
-    if args.config:
-        cfg = TrainConfig.from_toml(args.config, **over)
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k, v in over.items() if v is not None and k != "data_dir"]
+        if given or args.config or args.out:
+            drop = ", ".join(given) or "--config/--out"
+            raise ValueError(f"--resume continues a run with its saved configuration; drop {drop}")
+        folder = Path(args.resume)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"--resume {folder}: no config.json there")
+        raw = json.loads((folder / "config.json").read_text())
+        raw["sizes"] = tuple(raw["sizes"])
+        cfg = TrainConfig(**raw)
+        cfg.out = str(folder)
+    elif args.config:
+        cfg = TrainConfig.from_toml(args.config, **over, out=args.out, quiet=args.quiet or None)
     else:
         cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
-    cfg.quiet = args.quiet
-    cfg.out = args.out or str(Path("runs") / f"{cfg.task}-{cfg.rule}-seed{cfg.seed}")
-    s = run_experiment(cfg)
+    if args.quiet:
+        cfg.quiet = True
+    if not args.resume and not cfg.out:
+        cfg.out = args.out or str(Path("runs") / f"{cfg.task}-{cfg.rule}-seed{cfg.seed}")
+    from .distributed import distributed_from_env
+
+    with distributed_from_env(cfg) as rank:
+        s = run_experiment(cfg, resume=bool(args.resume), write=rank == 0)
+    if rank != 0:
+        return 0 if s["status"] == "finished" else 3
     fin = s["final"]
-    print(json.dumps({"rule": s["rule"], "task": s["task"], "seed": s["seed"],
+    print(json.dumps({"rule": s["rule"], "task": s["task"], "seed": s["seed"], "status": s["status"],
                       "final": {k: fin[k] for k in fin}}, indent=2, default=str))
+    if s["status"] != "finished":
+        print(f"credit train: {s['status']}: {s.get('message', '')}", file=sys.stderr)
+        return 3
     print(f"results: {cfg.out}/")
     return 0
 
@@ -251,8 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int, help="1 = online learning")
     t.add_argument("--seed", type=int)
-    t.add_argument("--momentum", type=float)
+    t.add_argument("--optimizer", help="sgd (default) or adam")
+    t.add_argument("--momentum", type=float, help="SGD momentum in [0, 1)")
     t.add_argument("--weight-decay", type=float)
+    t.add_argument("--lr-schedule", help="constant (default), cosine (to --lr-min over the run) or step "
+                                         "(×--lr-gamma every --lr-step epochs)")
+    t.add_argument("--lr-min", type=float)
+    t.add_argument("--lr-step", type=int)
+    t.add_argument("--lr-gamma", type=float)
+    t.add_argument("--evals-per-epoch", type=int)
     t.add_argument("--sparsity", type=float, help="fraction of W fixed at zero (e.g. 0.5)")
     t.add_argument("--feedback-sparsity", type=float, help="fraction of R fixed at zero")
     t.add_argument("--epsilon", type=float, help="URFB feedback learning ratio ε ∈ [0, 1]")
@@ -268,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default=os.environ.get("CREDIT_DATA_DIR"),
                    help="folder with MNIST/Fashion-MNIST IDX files (or env CREDIT_DATA_DIR)")
     t.add_argument("--config", help="TOML file with any of these options (flags override it)")
-    t.add_argument("--out", help="results folder (default: runs/TASK-RULE-seedN)")
+    t.add_argument("--out", help="results folder, new or empty (default: runs/TASK-RULE-seedN)")
+    t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -312,9 +352,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"credit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"credit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

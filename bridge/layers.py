@@ -237,8 +237,13 @@ class FeedbackLinear(nn.Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{type(self).__name__}: input has shape {tuple(x.shape)}; its last dimension must be "
                              f"in_features={self.in_features}")
-        rec = self.context.record()
+        if x.numel() == 0:
+            raise ValueError(f"{type(self).__name__}: empty input of shape {tuple(x.shape)}")
         W, b, R = self.weight, self.bias, self.feedback
+        if R is not None and (R.shape[0] != self.in_features or R.ndim != 2):
+            raise ValueError(f"{type(self).__name__}: feedback has shape {tuple(R.shape)}; it must be "
+                             f"(in_features={self.in_features}, d)")
+        rec = self.context.record()
         if rec.noise is not None and self.index in rec.noise:  # node perturbation's noisy pass
             x = x + rec.noise[self.index]
         dev = x.device.type

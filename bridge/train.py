@@ -141,6 +141,9 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path, **overrides) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"--config {path}: not a file")
         with open(path, "rb") as f:
             raw = tomllib.load(f)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -293,6 +296,9 @@ def train(model, data, loss: TeachingLoss, cfg: TrainConfig, *, optimizer=None, 
     else:
         xte, yte = (None, None) if test is None else (_tensor(test[0], dtype, dev), _tensor(test[1], dtype, dev))
         steps_per_epoch = len(data) if hasattr(data, "__len__") else None
+    from .distributed import shard, wrap
+
+    net = wrap(model, dev)  # DDP when a process group is up (bridge.distributed)
     if optimizer is None:
         optimizer = make_optimizer(cfg, model.parameters())
         if scheduler is None and steps_per_epoch is not None:
@@ -351,7 +357,8 @@ def train(model, data, loss: TeachingLoss, cfg: TrainConfig, *, optimizer=None, 
             for k, (xb, yb) in enumerate(batches):
                 if not tensors:
                     _check_finite("a batch's inputs", xb)
-                value = float(training_step(model, loss, optimizer, xb, yb))
+                xb, yb = shard(xb, yb)
+                value = float(training_step(net, loss, optimizer, xb, yb))
                 if scheduler is not None:
                     scheduler.step()
                 running.append(value)
