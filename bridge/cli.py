@@ -309,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    if not os.environ.get("MPLBACKEND"):  # the commands write figure files; never open a window
+        import matplotlib
+
+        matplotlib.use("Agg")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

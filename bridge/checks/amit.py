@@ -310,9 +310,6 @@ def check_layered_mnist_1000(opts) -> list[CheckResult]:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -158,9 +158,6 @@ def check_order(opts) -> list[CheckResult]:
 @register_demo("controller")
 def demo_controller(out: Path, seed: int = 0) -> list[Path]:
     """Simulate one layer's controller (Brian2) for linear and tanh g; plot δ and u settling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from circuits.controller import build_controller
