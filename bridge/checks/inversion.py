@@ -48,12 +48,12 @@ def _setup(seed, d_l=6, d_p=9, n=2, scale=0.5):
 
 def brian2_vs_euler(seed=0, steps=200, dt=0.1, alpha=0.1) -> list[CheckResult]:
     """Trajectories of every circuit against the Euler twin (the rows of ``di-brian2-euler``)."""
-    from circuits.controller import build_controller, build_repeat, build_single_loop
+    from circuits.controller import TAU, build_controller, build_repeat, build_single_loop
 
     W, B, t, rng = _setup(seed)
     out = []
     for arch, g in [("controller", "linear"), ("controller", "tanh"), ("expanding", "tanh")]:
-        c = build_controller(W, B, t, g, alpha, dt, architecture=arch).run(steps)
+        c = build_controller(W, B, t, g, alpha, dt * TAU, architecture=arch).run(steps)
         sol = simulate(torch.tensor(W), torch.tensor(B), torch.tensor(t), g, alpha, dt, 0.0, steps,
                        architecture=arch, record=True)
         ctrl = "u1" if arch == "controller" else "readout1"
@@ -65,13 +65,13 @@ def brian2_vs_euler(seed=0, steps=200, dt=0.1, alpha=0.1) -> list[CheckResult]:
     W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))
     t3 = 0.3 * rng.normal(size=(2, 5))
     gs = ["tanh", "tanh"]
-    c = build_repeat([W2, W3], [-W2.T, -W3.T], t3, gs, alpha, dt).run(steps)
+    c = build_repeat([W2, W3], [-W2.T, -W3.T], t3, gs, alpha, dt * TAU).run(steps)
     sol = simulate_repeat([torch.tensor(W2), torch.tensor(W3)], [torch.tensor(-W2.T), torch.tensor(-W3.T)],
                           torch.tensor(t3), gs, alpha, dt, 0.0, steps, record=True)
     diff = max(max_rel_diff(c.trajectory(f"delta{k}"), sol.trajectory[f"delta{k}"][:steps]) for k in (1, 2))
     out.append(CheckResult("di-brian2-euler[alg2,repeat-layer,tanh]", diff, 1e-9, f"30-9-7-5 chain, {steps} steps"))
     Bl, _ = stabilize_loop([W2, W3], loop_feedback([None, -W2.T, -W3.T]), alpha)
-    c = build_single_loop([W2, W3], Bl, t3, gs, alpha, dt).run(steps)
+    c = build_single_loop([W2, W3], Bl, t3, gs, alpha, dt * TAU).run(steps)
     sol = simulate_loop([torch.tensor(W2), torch.tensor(W3)], torch.tensor(Bl), torch.tensor(t3), gs, alpha, dt,
                         0.0, steps, record=True)
     diff = max(max_rel_diff(c.trajectory(f"delta{k}"), sol.trajectory[f"delta{k}"][:steps]) for k in (1, 2))
@@ -94,9 +94,9 @@ def steady_vs_ndi(seed=0, alpha=0.1, circuit=True) -> list[CheckResult]:
         out.append(CheckResult(f"di-steady-ndi[euler,{arch}]", max_rel_diff(sol.delta, ref), 1e-6,
                                f"{sol.steps} steps to relative change 1e-13"))
     if circuit:
-        from circuits.controller import build_controller
+        from circuits.controller import TAU, build_controller
 
-        c = build_controller(W, B, t, "linear", alpha, 0.1, record=False).run(3000)
+        c = build_controller(W, B, t, "linear", alpha, 0.1 * TAU, record=False).run(3000)
         out.append(CheckResult("di-steady-ndi[brian2]", max_rel_diff(c.state("delta0"), ref), 1e-6,
                                "3000 Euler steps of the Brian2 circuit"))
     return out
@@ -160,7 +160,7 @@ def demo_controller(out: Path, seed: int = 0) -> list[Path]:
     """Simulate one layer's controller (Brian2) for linear and tanh g; plot δ and u settling."""
     import matplotlib.pyplot as plt
 
-    from circuits.controller import build_controller
+    from circuits.controller import TAU, build_controller
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def demo_controller(out: Path, seed: int = 0) -> list[Path]:
     steps, dt, alpha = 600, 0.05, 0.1
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
     for col, g in enumerate(("linear", "tanh")):
-        c = build_controller(W, B, t, g, alpha, dt).run(steps)
+        c = build_controller(W, B, t, g, alpha, dt * TAU).run(steps)
         time_ = np.arange(steps) * dt
         ss = steady_state(W, B, t, g, alpha)[0]
         axes[0, col].plot(time_, c.trajectory("delta0")[:, 0, :], lw=1)
