@@ -199,8 +199,22 @@ def cmd_reproduce(args) -> int:
 
 
 # --------------------------------------------------------------------------------------- bench
+def _usage_error(command: str, message: str) -> int:
+    print(f"credit {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def cmd_bench(args) -> int:
     registry.load(registry.BENCH_MODULES)
+    valid = ", ".join(registry.BENCHES)
+    if args.only:
+        unknown = [n for n in args.only if n not in registry.BENCHES]
+        if unknown:
+            return _usage_error("bench", f"--only: unknown group(s) {', '.join(unknown)}; valid: {valid}")
+    if args.repeats < 1:
+        return _usage_error("bench", f"--repeats must be an integer ≥ 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        return _usage_error("bench", f"--threads must be an integer ≥ 1, got {args.threads}")
     import torch
 
     if args.threads:
@@ -216,8 +230,15 @@ def cmd_bench(args) -> int:
     for n in names:
         if not args.quiet:
             print(f"bench {n} …", file=sys.stderr)
-        results.extend(registry.BENCHES[n](opts))
-    _print_table([{k: (_fmt(v) if isinstance(v, float) else v) for k, v in r.items()} for r in results],
+        t0 = time.perf_counter()
+        rows = registry.BENCHES[n](opts)
+        if not args.quiet:
+            for r in rows:
+                print(f"  {r['name']}: {_fmt(r.get('value'))} {r.get('unit', '')} (ratio {_fmt(r.get('ratio'))})",
+                      file=sys.stderr)
+            print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        results.extend(rows)
+    _print_table([{k: (_fmt(v) if isinstance(v, float) or v is None else v) for k, v in r.items()} for r in results],
                  ["name", "value", "unit", "ratio"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -295,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="step times of each rule against plain torch backprop (one process)")
     b.add_argument("--json", help="write {\"results\": [...]} here")
-    b.add_argument("--repeats", type=int, default=30, help="timed steps per implementation")
+    b.add_argument("--repeats", type=int, default=30, help="timed steps per implementation (≥ 1)")
     b.add_argument("--quick", action="store_true", help="fewer repeats and smaller circuit sizes")
-    b.add_argument("--only", nargs="+", metavar="NAME", help="benchmark groups to run")
+    b.add_argument("--only", nargs="+", metavar="NAME", help="benchmark groups to run: rules, di, circuit")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--quiet", action="store_true")
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"),

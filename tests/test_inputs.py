@@ -147,3 +147,40 @@ def test_bad_target_and_name_raise_before_building(codegen_auto):
     with pytest.raises(TypeError):  # the old keyword is gone: one codegen keyword, target=, everywhere
         build_controller(W, B, t, codegen="numpy")
     assert b2.prefs.codegen.target == "auto"
+
+
+# ---------------------------------------------------------------------------------------- bench
+def _one_error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--only", "bogus"], ["--only", "bogus", "valid: ", "rules", "di", "circuit"]),
+    (["--only", "di", "nope"], ["--only", "nope", "valid: "]),
+    (["--repeats", "0"], ["--repeats", "≥ 1", "got 0"]),
+    (["--repeats", "-3"], ["--repeats", "≥ 1"]),
+])
+def test_bench_rejects_bad_options_with_one_line(argv, words, capsys):
+    from bridge.cli import main
+
+    assert main(["bench", *argv]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("credit bench: error:") and all(w in line for w in words), line
+
+
+def test_bench_without_numba_skips_the_baseline_row(monkeypatch, capsys):
+    """The README install has no numba (the optional bench extra): the di group still runs."""
+    import bridge.checks.inversion as ci
+    from bridge.cli import main
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    monkeypatch.setattr(ci, "_NUMBA_FN", None)
+    assert main(["bench", "--only", "di", "--quick", "--repeats", "1"]) == 0
+    out, err = capsys.readouterr()
+    hint = [l for l in err.splitlines() if "numba" in l]
+    assert len(hint) == 1 and 'pip install "credit-circuits[bench]"' in hint[0], err
+    assert "di-numba-alg1-per-example" not in out and "di-euler-batched-f64" in out
+    # progress: one stderr line per row as the group finishes
+    assert "  di-euler-batched-f64:" in err and "  ndi-closed-form-f64:" in err

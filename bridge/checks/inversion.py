@@ -20,6 +20,7 @@ both run until the angle to NDI is ≤ 1°; and the DI/NDI cost ratio.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -189,12 +190,20 @@ def demo_controller(out: Path, seed: int = 0) -> list[Path]:
 _NUMBA_FN = None
 
 
+NUMBA_MISSING = ('bench di: numba is not installed, so the di-numba-alg1-per-example baseline row is skipped '
+                 '(ratios left blank); install it with: pip install "credit-circuits[bench]"')
+
+
 def _numba_alg1():
     """Algorithm 1 for one example, compiled with numba (written from the pseudocode): per step
-    one pass for δ ← δ + dt(−δ + B u), g(δ) once, one pass for u ← u + dt(−αu + W g(δ) − δ_l)."""
+    one pass for δ ← δ + dt(−δ + B u), g(δ) once, one pass for u ← u + dt(−αu + W g(δ) − δ_l).
+    ``None`` when numba (the optional ``bench`` extra) is not installed."""
     global _NUMBA_FN
     if _NUMBA_FN is None:
-        import numba
+        try:
+            import numba
+        except ImportError:
+            return None
 
         @numba.njit(cache=False, fastmath=False)
         def alg1(W, B, target, alpha, dt, steps):
@@ -278,10 +287,18 @@ def bench_di(opts) -> list[dict]:
     ref = steady_state(Wt, Bt, tt, "tanh", alpha, chord_iter=0).cpu().numpy()
 
     alg1 = _numba_alg1()
-    alg1(W, B, t[0], alpha, dt, 2)  # compile outside the timing
-    m = min(n, 16 if opts.quick else 64)
-    ang_numba = _angle(np.stack([alg1(W, B, t[i], alpha, dt, steps) for i in range(m)]), ndi[:m])
-    numba_eps = m / _best_time(lambda: [alg1(W, B, t[i], alpha, dt, steps) for i in range(m)], reps, torch.device("cpu"))
+    if alg1 is None:
+        print(NUMBA_MISSING, file=sys.stderr)
+        numba_eps = None
+    else:
+        alg1(W, B, t[0], alpha, dt, 2)  # compile outside the timing
+        m = min(n, 16 if opts.quick else 64)
+        ang_numba = _angle(np.stack([alg1(W, B, t[i], alpha, dt, steps) for i in range(m)]), ndi[:m])
+        numba_eps = m / _best_time(lambda: [alg1(W, B, t[i], alpha, dt, steps) for i in range(m)], reps,
+                                   torch.device("cpu"))
+
+    def ratio(eps):
+        return None if numba_eps is None else eps / numba_eps
 
     rows = []
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
@@ -293,7 +310,7 @@ def bench_di(opts) -> list[dict]:
             ang = _angle(run().delta.double().cpu().numpy(), ndi)
             eps = n / _best_time(run, reps, device)
             rows.append({"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
-                         "ratio": eps / numba_eps,
+                         "ratio": ratio(eps),
                          "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {where}, angle to NDI {ang:.2f}°"})
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
@@ -304,15 +321,14 @@ def bench_di(opts) -> list[dict]:
             ang = _angle(solve().double().cpu().numpy(), ndi)
             dev = _rel(solve().double().cpu().numpy(), ref)
             eps = n / _best_time(solve, reps, device)
-            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": eps / numba_eps,
+            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": ratio(eps),
                          "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
                                    f"per-example Newton), batch {n} on {where}, angle to NDI {ang:.2f}°, "
                                    f"rel. distance to the float64 Newton fixed point {dev:.1e}"})
     ndi_eps = n / _best_time(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20, device)
-    rows += [
-        {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
-         "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"},
-        {"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ndi_eps / numba_eps,
-         "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"},
-    ]
+    if numba_eps is not None:
+        rows.append({"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
+                     "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"})
+    rows.append({"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ratio(ndi_eps),
+                 "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"})
     return rows
