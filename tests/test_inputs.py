@@ -184,3 +184,57 @@ def test_bench_without_numba_skips_the_baseline_row(monkeypatch, capsys):
     assert "di-numba-alg1-per-example" not in out and "di-euler-batched-f64" in out
     # progress: one stderr line per row as the group finishes
     assert "  di-euler-batched-f64:" in err and "  ndi-closed-form-f64:" in err
+
+
+# ------------------------------------------------------------------------------------- crossval
+@pytest.mark.parametrize("argv, words", [
+    (["--examples", "-5"], ["--examples", "≥ 1", "got -5"]),
+    (["--examples", "0"], ["--examples", "≥ 1"]),
+    (["--only", "no-such-check"], ["--only", "no-such-check", "valid: "]),
+])
+def test_crossval_rejects_bad_options_with_one_line(argv, words, capsys):
+    from bridge.cli import main
+
+    assert main(["crossval", *argv]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("credit crossval: error:") and all(w in line for w in words), line
+
+
+def test_crossval_json_directory_is_an_error(tmp_path, capsys):
+    from bridge.cli import main
+
+    assert main(["crossval", "--only", "engine-fa-transpose-is-bp", "--json", str(tmp_path)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--json" in line and "is a directory" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.brian2
+def test_crossval_without_mnist_stops_before_running_anything(tmp_path, monkeypatch, capsys):
+    """No silent substitute data: missing MNIST names --data-dir and $CREDIT_DATA_DIR and runs nothing."""
+    from bridge.cli import main
+
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    path = tmp_path / "out.json"
+    rc = main(["crossval", "--only", "engine-fa-transpose-is-bp", "amit-layered-mnist", "--sizes", "784-30-10",
+               "--examples", "5", "--data-dir", str(empty), "--json", str(path)])
+    assert rc == 2 and not path.exists()
+    err = capsys.readouterr().err
+    line = _one_error_line(err)
+    assert "MNIST not found" in line and "--data-dir" in line and "$CREDIT_DATA_DIR" in line
+    assert "--allow-substitute-data" in line and "running" not in err
+    # unset data dir: the same error, no lookup relative to the installed package
+    assert main(["crossval", "--only", "amit-layered-mnist-1000", "--quiet"]) == 2
+    assert "MNIST not found" in _one_error_line(capsys.readouterr().err)
+
+
+def test_crossval_prints_progress_per_check_unless_quiet(capsys):
+    from bridge.cli import main
+
+    assert main(["crossval", "--only", "engine-fa-transpose-is-bp"]) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] running engine-fa-transpose-is-bp" in err and "[1/1] engine-fa-transpose-is-bp: " in err
+    assert main(["crossval", "--only", "engine-fa-transpose-is-bp", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
