@@ -22,6 +22,9 @@ BENCH_MODULES = ["bridge.bench", "bridge.checks.amit", "bridge.checks.inversion"
 
 CHECKS: dict[str, Callable] = {}
 DEMOS: dict[str, Callable] = {}
+#: check name → fn(opts) that raises ValueError for inputs the check cannot use (missing data, bad
+#: sizes), called for every selected check before any of them runs
+PREFLIGHTS: dict[str, Callable] = {}
 BENCHES: dict[str, Callable] = {}
 
 
@@ -32,6 +35,7 @@ class CheckOptions:
     examples: int | None = None
     data_dir: str | None = None
     quiet: bool = False
+    allow_substitute_data: bool = False  # MNIST missing: run on upsampled digits, saying so in every row
 
 
 @dataclass
@@ -75,6 +79,7 @@ def _registrar(table):
 register_check = _registrar(CHECKS)
 register_demo = _registrar(DEMOS)
 register_bench = _registrar(BENCHES)
+register_preflight = _registrar(PREFLIGHTS)
 
 
 def load(modules) -> None:

@@ -2,9 +2,10 @@
 
 Code-generation target
 ----------------------
-Circuits never set ``prefs.codegen.target`` at import.  Each circuit stores the target it was
-built for and runs inside :func:`codegen_target`, which sets the preference for the duration of
-the ``Network.run`` call and restores the previous value afterwards.
+Every circuit builder takes the same keyword, ``target='numpy'`` or ``'cython'``.  Circuits never
+set ``prefs.codegen.target`` at import nor leave it set: each builds and runs inside
+:func:`codegen_target`, which sets the preference for the duration of the block (building, one
+``Network.run`` call) and restores the previous value afterwards.
 
 * ``'numpy'`` (default): no compiler, generated Python is built at every ``run()`` call
   (tens of milliseconds per code object), fast enough for small circuits and for tests.
@@ -16,6 +17,15 @@ the ``Network.run`` call and restores the previous value afterwards.
   no compilation as long as the object names, array shapes compiled into code (TimedArray
   capacities) and equations are unchanged — the circuits give every object a fixed name for
   this reason.
+
+Names, time step, namespaces
+----------------------------
+Every builder takes ``name=``, the prefix of all its Brian2 object names (and of its
+``TimedArray``s), so two instances with different names can share one ``Network``; the default
+prefix is fixed so that the cython cache keeps hitting.  ``dt`` is a Brian2 time quantity
+(``0.1*ms``); a plain number raises ``TypeError`` (:func:`check_dt`).  Constants a circuit's
+equations read are also given to its groups as their own ``namespace``, so a shared network
+runs without a run namespace.
 
 Weight layout
 -------------
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 
 import numpy as np
 
@@ -36,9 +47,33 @@ TARGETS = ("numpy", "cython")
 
 
 def check_target(target: str) -> str:
-    if target not in TARGETS:
-        raise ValueError(f"unknown code-generation target {target!r}; valid: {', '.join(TARGETS)}")
+    """The code-generation target keyword: one of :data:`TARGETS`."""
+    if not isinstance(target, str) or target not in TARGETS:
+        raise ValueError(f"target: unknown code-generation target {target!r}; valid: {', '.join(TARGETS)}")
     return target
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """An object-name prefix: a letter, then letters, digits or underscores (Brian2 identifiers)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{what} must start with a letter and hold only letters, digits and underscores, "
+                         f"got {name!r}")
+    return name
+
+
+def check_dt(dt, what: str = "dt"):
+    """A positive, finite Brian2 time quantity such as ``0.1*ms`` (a plain number raises ``TypeError``)."""
+    from brian2 import Quantity, second
+    from brian2.units.fundamentalunits import have_same_dimensions
+
+    if not isinstance(dt, Quantity) or np.ndim(dt) != 0 or not have_same_dimensions(dt, second):
+        raise TypeError(f"{what} must be a Brian2 time quantity such as 0.1*ms, got {dt!r} ({type(dt).__name__})")
+    if not (np.isfinite(float(dt)) and float(dt) > 0):
+        raise ValueError(f"{what} must be a positive, finite time, got {dt!r}")
+    return dt
 
 
 @contextlib.contextmanager

@@ -52,7 +52,16 @@ from plasticity.losses import Hinge
 from plasticity.network import forward
 from plasticity.rules import URFB
 
-from ._brian import check_target, codegen_target, get_feedback, get_weights, set_feedback, set_weights
+from ._brian import (
+    check_dt,
+    check_name,
+    check_target,
+    codegen_target,
+    get_feedback,
+    get_weights,
+    set_feedback,
+    set_weights,
+)
 
 # =============================================================================================
 # Equation and code strings (paper equation numbers in the comments)
@@ -202,13 +211,17 @@ def build_output_error_circuit(h, labels, params: OutputErrorParams | None = Non
                                half_cycle=None, target: str = "numpy", name: str = "amit_out") -> OutputErrorCircuit:
     """Build the output error circuit of Appendix 1 for inputs ``h`` (n, C) and class ``labels``.
 
-    The network's dt is one half-cycle.  A phase schedule (``TimedArray`` ``delta_phase``: 1, 0,
+    The network's dt is one half-cycle (``half_cycle``, a Brian2 time, default 1 ms).  A phase
+    schedule (``TimedArray`` ``delta_phase``, named ``{name}_delta_phase``: 1, 0,
     1, 0, …) makes half-step 2k update δ_c from (h, s, t) and half-step 2k+1 update t_c from δ_c
     and then the read ``read_c = δ_c·1[t_c = 0]`` — the paper's cycle δ → t → δ … with t₀ = 0.
     Both updates are ``run_regularly`` operations in the ``groups`` slot, δ (order 0) before
     t (order 1); the monitor records after them (``when='end'``).
     """
     b2 = _b2()
+    check_target(target)
+    check_name(name)
+    dt = _default_dt() if half_cycle is None else check_dt(half_cycle, "half_cycle")
     p = OutputErrorParams() if params is None else params
     h = p.check_h(h)
     if h.ndim != 2:
@@ -220,23 +233,21 @@ def build_output_error_circuit(h, labels, params: OutputErrorParams | None = Non
     n_cycles = int(n_cycles)
     if n_cycles < 1:
         raise ValueError(f"n_cycles must be ≥ 1, got {n_cycles}")
-    check_target(target)
-    dt = _default_dt() if half_cycle is None else half_cycle
-    G = b2.NeuronGroup(n * C, OUTPUT_ERROR_EQS, method="euler", dt=dt, name=f"{name}_units")
+    phase = b2.TimedArray(np.tile([1.0, 0.0], n_cycles), dt=dt, name=f"{name}_delta_phase")
+    ns = dict(p.namespace(), delta_phase=phase)
+    G = b2.NeuronGroup(n * C, OUTPUT_ERROR_EQS, method="euler", dt=dt, name=f"{name}_units", namespace=ns)
     G.h = h.ravel()
     G.s = s.ravel()
     G.tc = 0.0
     G.run_regularly(OUTPUT_DELTA_HALFSTEP, when="groups", order=0, name=f"{name}_delta_step")
     G.run_regularly(OUTPUT_T_HALFSTEP, when="groups", order=1, name=f"{name}_t_step")
     mon = b2.StateMonitor(G, ["delta", "tc", "read"], record=True, when="end", dt=dt, name=f"{name}_mon")
-    phase = b2.TimedArray(np.tile([1.0, 0.0], n_cycles), dt=dt, name="delta_phase")
-    ns = dict(p.namespace(), delta_phase=phase)
     net = b2.Network(G, mon, name=f"{name}_net")
     return OutputErrorCircuit(net, G, mon, ns, n, C, n_cycles, dt, target)
 
 
 def output_error_signal(h, labels, params: OutputErrorParams | None = None, *, n_cycles: int = 4,
-                        target: str = "numpy", half_cycle=None):
+                        target: str = "numpy", half_cycle=None, name: str = "amit_out"):
     """Run the output error circuit and read its learning signal.
 
     Returns ``(signal, trace)``: ``signal`` (n, C) is the read ``e = δ·1[t = 0]`` of the last
@@ -244,7 +255,8 @@ def output_error_signal(h, labels, params: OutputErrorParams | None = None, *, n
     every cycle, see :func:`plasticity.amit.read_output_signal`; ``trace`` holds δ, t and e per
     half-step (:class:`plasticity.amit.OutputErrorTrace`).
     """
-    circ = build_output_error_circuit(h, labels, params, n_cycles=n_cycles, half_cycle=half_cycle, target=target)
+    circ = build_output_error_circuit(h, labels, params, n_cycles=n_cycles, half_cycle=half_cycle, target=target,
+                                      name=name)
     trace = circ.run()
     return trace.signal, trace
 
@@ -296,6 +308,7 @@ def feedback_shutdown(delta, a, K: float, *, target: str = "numpy", on_violation
     check_choice("on_violation", on_violation, ("raise", "report"))
     K = check_range("K", K, 0.0, None, lo_open=True)
     check_target(target)
+    check_name(name)
     delta = np.asarray(delta, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
     if delta.shape != a.shape:
@@ -337,6 +350,7 @@ def build_mirrored_synapses(pre, post, W, R, *, wmask=None, rmask=None, feedback
     ``Synapses`` (the update is ``S.contained_objects``, added with it to a network).
     """
     b2 = _b2()
+    check_name(name)
     W = np.asarray(W, dtype=np.float64)
     R = np.asarray(R, dtype=np.float64)
     if W.shape != (post.N, pre.N):
@@ -368,6 +382,7 @@ def mirrored_update(W, R, x_pre, delta_post, *, eta: float, epsilon: float = 1.0
     """
     b2 = _b2()
     check_target(target)
+    check_name(name)
     URFB(epsilon)  # validates ε ∈ [0, 1]
     eta = check_range("eta", eta, 0.0, None)
     x_pre = np.asarray(x_pre, dtype=np.float64).ravel()
@@ -377,9 +392,9 @@ def mirrored_update(W, R, x_pre, delta_post, *, eta: float, epsilon: float = 1.0
     post = b2.NeuronGroup(delta_post.size, "y : 1\na : 1", method="euler", dt=dt, name=f"{name}_post")
     pre.y = x_pre
     post.y = delta_post
-    S = build_mirrored_synapses(pre, post, W, R, wmask=wmask, rmask=rmask, name=f"{name}_syn")
-    net = b2.Network(pre, post, S, name=f"{name}_net")
-    with codegen_target(target):
+    with codegen_target(target):  # connect() generates code
+        S = build_mirrored_synapses(pre, post, W, R, wmask=wmask, rmask=rmask, name=f"{name}_syn")
+        net = b2.Network(pre, post, S, name=f"{name}_net")
         net.run(dt, namespace={"eta": eta, "epsilon": float(epsilon)})
     return get_weights(S, "w"), get_feedback(S, "r")
 
@@ -445,6 +460,8 @@ class LayeredCircuit:
     eps_delta : overshoot ε of the output transfer σ_δ; ``n_cycles`` δ/t cycles per example.
     target : ``'numpy'`` or ``'cython'`` (see :mod:`circuits._brian`); ``chunk`` examples per
         ``Network.run`` (the capacity of the input ``TimedArray``s).
+    dt : one network step per example, a Brian2 time (default 1 ms); ``name`` prefixes every
+        object name (and the input ``TimedArray``s).
     """
 
     def __init__(self, sizes, W0s=None, R0s=None, eta: float = 0.01, epsilon: float = 1.0, mu: float = 1.0, *,
@@ -452,7 +469,9 @@ class LayeredCircuit:
                  M: float = 1024.0, eps_delta: float = 0.5, n_cycles: int = 2,
                  feedback_order: str = "after_update", target: str = "numpy", chunk: int = 256, dt=None,
                  name: str = "amit", record: bool = True):
-        b2 = _b2()
+        self.target = check_target(target)
+        self.name = check_name(name)
+        self.dt = _default_dt() if dt is None else check_dt(dt)
         self.sizes = check_sizes(sizes)
         L = len(self.sizes) - 1
         self.eta = check_range("eta", eta, 0.0, None)
@@ -461,14 +480,12 @@ class LayeredCircuit:
         self.mu = self.output_params.mu
         self.K = check_range("K", K, 0.0, None, lo_open=True)
         self.feedback_order = check_choice("feedback_order", feedback_order, FEEDBACK_ORDERS)
-        self.target = check_target(target)
         self.n_cycles = int(n_cycles)
         if self.n_cycles < 1:
             raise ValueError(f"n_cycles must be ≥ 1, got {n_cycles}")
         self.chunk = int(chunk)
         if self.chunk < 1:
             raise ValueError(f"chunk must be ≥ 1, got {chunk}")
-        self.dt = _default_dt() if dt is None else dt
         self.transfers = default_transfers(L)
 
         rng = None
@@ -499,6 +516,12 @@ class LayeredCircuit:
         self.wmasks = None if wmasks is None else [np.asarray(m, dtype=np.float64) for m in wmasks]
         self.rmasks = None if rmasks is None else [np.asarray(m, dtype=np.float64) for m in rmasks]
 
+        with codegen_target(self.target):  # connect() generates code
+            self._build(W0s, R0s, name, record)
+
+    def _build(self, W0s, R0s, name, record):
+        b2 = _b2()
+        L = len(self.sizes) - 1
         # ---- populations -------------------------------------------------------------------
         dt = self.dt
         groups = [b2.NeuronGroup(self.sizes[0], LAYER_INPUT_EQS, method="euler", dt=dt, name=f"{name}_layer0")]
@@ -556,8 +579,8 @@ class LayeredCircuit:
                 regular(below, HIDDEN_GATE, f"x_{l - 1} <- delta_{l - 1} = sigma_K(fb - 2Ku + 2Kv) (eq. 3)",
                         f"gate{l - 1}")
 
-        self._x_in = b2.TimedArray(np.zeros((self.chunk, self.sizes[0])), dt=dt, name="x_in")
-        self._s_in = b2.TimedArray(np.zeros((self.chunk, self.sizes[L])), dt=dt, name="s_in")
+        self._x_in = b2.TimedArray(np.zeros((self.chunk, self.sizes[0])), dt=dt, name=f"{name}_x_in")
+        self._s_in = b2.TimedArray(np.zeros((self.chunk, self.sizes[L])), dt=dt, name=f"{name}_s_in")
         objs = [*groups, *syns]
         self.monitor = None
         if record:

@@ -24,8 +24,13 @@ that pair's δ group, before its feedback is summed).  The numpy/torch twin
 is exactly Algorithm 1's order, so the two agree to round-off.  ``StateMonitor`` records in the
 ``start`` slot, i.e. entry k is the state after k steps.
 
-Parameters go through ``namespace=`` (``tau``, ``alpha``); ``dt`` is set on every object (no
-``defaultclock``); code generation defaults to the ``numpy`` target (no compiler).
+Parameters (``tau``, ``alpha``) are each group's own ``namespace``; ``dt`` — a Brian2 time, the
+paper's step times :data:`TAU` (``dt_paper = 0.1`` is ``0.1*ms``) — is set on every object (no
+``defaultclock``).  Code generation defaults to the ``numpy`` target (no compiler); ``target=``
+picks it per circuit and it is set only while the circuit builds and runs
+(:func:`circuits._brian.codegen_target`).  Every object name starts with ``name`` (default
+``'di'``: ``di_delta0``, ``di_u1``, ``di_W1`` …) so circuits with different names share a
+``Network``; ``groups``/``synapses``/``monitors`` are keyed by the short names (``delta0``).
 
 Symbols, paper → Brian2
 -----------------------
@@ -50,6 +55,8 @@ import brian2 as b2
 import numpy as np
 
 from plasticity.transfers import get_transfer
+
+from ._brian import check_dt, check_name, check_target, codegen_target
 
 #: one unit of the paper's dimensionless time
 TAU = 1.0 * b2.ms
@@ -117,7 +124,8 @@ class ControllerCircuit:
     """Handle on a built DI circuit: the Brian2 ``Network`` and its objects (add monitors freely).
 
     ``groups``/``synapses``/``monitors`` map names to the Brian2 objects; ``layout`` maps each
-    group name to ``(n_examples, d)``; ``run(steps)`` advances ``steps`` Euler steps.
+    group name to ``(n_examples, d)``; ``run(steps)`` advances ``steps`` Euler steps of ``dt``
+    (a Brian2 time) under the code-generation ``target`` it was built for.
     """
 
     network: b2.Network
@@ -125,13 +133,19 @@ class ControllerCircuit:
     synapses: dict
     monitors: dict
     layout: dict
-    dt: float
+    dt: object
     namespace: dict = field(default_factory=dict)
     steps_run: int = 0
+    target: str = "numpy"
+    name: str = "di"
 
     def run(self, steps: int):
-        self.network.run(steps * self.dt * TAU, namespace=self.namespace)
-        self.steps_run += int(steps)
+        steps = int(steps)
+        if steps < 0:
+            raise ValueError(f"steps must be ≥ 0, got {steps}")
+        with codegen_target(self.target):
+            self.network.run(steps * self.dt, namespace=self.namespace)
+        self.steps_run += steps
         return self
 
     def state(self, name: str) -> np.ndarray:
@@ -176,83 +190,105 @@ def _g_expr(g):
 
 
 class _Builder:
-    def __init__(self, n, dt, alpha, codegen, record):
-        self.n, self.dt, self.record = n, float(dt), record
+    """Collects the objects of one circuit; every Brian2 name is ``{prefix}_{key}``."""
+
+    def __init__(self, n, dt, alpha, target, record, prefix):
+        self.n, self.dt, self.record, self.target, self.prefix = n, dt, record, target, prefix
         self.groups, self.syn, self.mons, self.layout = {}, {}, {}, {}
         self.namespace = {"tau": TAU, "alpha": float(alpha)}
-        self.codegen = codegen
         self.order = 2
 
-    def group(self, name, eqs, d):
-        G = b2.NeuronGroup(self.n * d, eqs, method=METHOD, dt=self.dt * TAU, order=self.order, name=name)
+    def group(self, key, eqs, d):
+        G = b2.NeuronGroup(self.n * d, eqs, method=METHOD, dt=self.dt, order=self.order, name=f"{self.prefix}_{key}",
+                           namespace=self.namespace)
         self.order += 3
-        self.groups[name] = G
-        self.layout[name] = (self.n, d)
+        self.groups[key] = G
+        self.layout[key] = (self.n, d)
         return G
 
-    def synapses(self, name, src, dst, model, M, var, d_pre, d_post):
-        S = b2.Synapses(src, dst, model, dt=self.dt * TAU, name=name)
+    def synapses(self, key, src, dst, model, M, var, d_pre, d_post):
+        S = b2.Synapses(src, dst, model, dt=self.dt, name=f"{self.prefix}_{key}")
         _connect(S, self.n, d_pre, d_post, M, var)
-        self.syn[name] = S
+        self.syn[key] = S
         return S
 
     def finish(self):
         if self.record:
-            for name, G in self.groups.items():
-                self.mons[name] = b2.StateMonitor(G, _VAR[name.rstrip("0123456789")], record=True,
-                                                  dt=self.dt * TAU, name=f"mon_{name}")
-        net = b2.Network(*self.groups.values(), *self.syn.values(), *self.mons.values())
-        return ControllerCircuit(net, self.groups, self.syn, self.mons, self.layout, self.dt, self.namespace)
+            for key, G in self.groups.items():
+                self.mons[key] = b2.StateMonitor(G, _VAR[key.rstrip("0123456789")], record=True,
+                                                 dt=self.dt, name=f"{self.prefix}_mon_{key}")
+        net = b2.Network(*self.groups.values(), *self.syn.values(), *self.mons.values(), name=f"{self.prefix}_net")
+        return ControllerCircuit(net, self.groups, self.syn, self.mons, self.layout, self.dt, self.namespace,
+                                 target=self.target, name=self.prefix)
 
 
-def _prepare(target):
-    t = np.asarray(target, dtype=np.float64)
+def _prepare(delta_target):
+    t = np.asarray(delta_target, dtype=np.float64)
+    if t.ndim not in (1, 2):
+        raise ValueError(f"delta_target must be (d_l,) or (n, d_l), got shape {t.shape}")
     return t[None] if t.ndim == 1 else t
 
 
-def _set_codegen(codegen):
-    if codegen is not None:
-        b2.prefs.codegen.target = codegen
+def _check_common(dt, target, name, architecture="controller"):
+    """Validate the keywords shared by every builder, before any Brian2 object exists."""
+    check_dt(dt)
+    check_target(target)
+    check_name(name)
+    if architecture not in ("controller", "expanding"):
+        raise ValueError(f"architecture must be one of controller, expanding, got {architecture!r}")
 
 
-def build_controller(W, B, target, g="linear", alpha=1e-3, dt=0.1, *, architecture="controller",
-                     record=True, codegen="numpy") -> ControllerCircuit:
+def build_controller(W, B, delta_target, g="linear", alpha=1e-3, dt=0.1 * b2.ms, *, architecture="controller",
+                     record=True, target="numpy", name="di") -> ControllerCircuit:
     """One layer's DI circuit (Algorithm 1, or S1–S2 with ``architecture='expanding'``).
 
-    ``W`` (d_l, d_{l−1}), ``B`` (d_{l−1}, d_l), ``target`` δ_l (n, d_l) in the paper's sign.
-    Groups: ``delta{l-1}`` and ``u{l}`` (or ``readout{l}``), named with l = 1 here.
+    ``W`` (d_l, d_{l−1}), ``B`` (d_{l−1}, d_l), ``delta_target`` δ_l (n, d_l) in the paper's sign;
+    ``dt`` a Brian2 time (the paper's step × :data:`TAU`), ``target`` the code-generation target,
+    ``name`` the prefix of every object name.  Groups: ``delta{l-1}`` and ``u{l}`` (or
+    ``readout{l}``), keyed with l = 1 here.
     """
-    _set_codegen(codegen)
-    W, B, t = np.asarray(W, float), np.asarray(B, float), _prepare(target)
+    _check_common(dt, target, name, architecture)
+    W, B, t = np.asarray(W, float), np.asarray(B, float), _prepare(delta_target)
     d_l, d_p = W.shape
-    bld = _Builder(t.shape[0], dt, alpha, codegen, record)
+    gexpr = _g_expr(g)
+    with codegen_target(target):
+        return _build_controller(W, B, t, gexpr, alpha, dt, architecture, record, target, name, d_l, d_p)
+
+
+def _build_controller(W, B, t, gexpr, alpha, dt, architecture, record, target, name, d_l, d_p):
+    bld = _Builder(t.shape[0], dt, alpha, target, record, name)
     if architecture == "controller":
-        D = bld.group("delta0", EQ_DELTA.format(g=_g_expr(g)), d_p)
+        D = bld.group("delta0", EQ_DELTA.format(g=gexpr), d_p)
         U = bld.group("u1", EQ_CONTROLLER, d_l)
         U.target = t.ravel()
         bld.synapses("B1", U, D, SYN_FEEDBACK.format(src="u"), B, "b", d_l, d_p)
     elif architecture == "expanding":
-        D = bld.group("delta0", EQ_DELTA_S1.format(g=_g_expr(g)), d_p)
+        D = bld.group("delta0", EQ_DELTA_S1.format(g=gexpr), d_p)
         U = bld.group("readout1", EQ_READOUT, d_l)
         U.target = t.ravel()
         bld.synapses("B1", U, D, SYN_FEEDBACK.format(src="err"), B, "b", d_l, d_p)
-    else:
-        raise ValueError(f"unknown architecture {architecture!r}; valid: controller, expanding")
     bld.synapses("W1", D, U, SYN_FORWARD, W, "w", d_p, d_l)
     return bld.finish()
 
 
-def build_single_loop(Ws, B, target, gs, alpha=1e-3, dt=0.1, *, record=True, codegen="numpy") -> ControllerCircuit:
+def build_single_loop(Ws, B, delta_target, gs, alpha=1e-3, dt=0.1 * b2.ms, *, record=True, target="numpy",
+                      name="di") -> ControllerCircuit:
     """Algorithm 3 for any depth: ``Ws = [W_2, …, W_L]``, loop feedback ``B`` (d_1, d_L),
     ``gs = [g_1, …, g_{L−1}]``.  Groups ``delta1 … delta{L-1}`` and ``u{L}``, ordered as the
-    pseudocode: δ_1, δ_2, …, u_L."""
-    _set_codegen(codegen)
-    Ws, B, t = [np.asarray(W, float) for W in Ws], np.asarray(B, float), _prepare(target)
-    bld = _Builder(t.shape[0], dt, alpha, codegen, record)
+    pseudocode: δ_1, δ_2, …, u_L.  ``dt``, ``target``, ``name``: as :func:`build_controller`."""
+    _check_common(dt, target, name)
+    Ws, B, t = [np.asarray(W, float) for W in Ws], np.asarray(B, float), _prepare(delta_target)
+    gexprs = [_g_expr(g) for g in gs]
+    with codegen_target(target):
+        return _build_single_loop(Ws, B, t, gexprs, alpha, dt, record, target, name)
+
+
+def _build_single_loop(Ws, B, t, gexprs, alpha, dt, record, target, name):
+    bld = _Builder(t.shape[0], dt, alpha, target, record, name)
     L = len(Ws) + 1
     deltas = []
     for k in range(1, L):
-        eq = (EQ_DELTA if k == 1 else EQ_FOLLOWER).format(g=_g_expr(gs[k - 1]))
+        eq = (EQ_DELTA if k == 1 else EQ_FOLLOWER).format(g=gexprs[k - 1])
         deltas.append(bld.group(f"delta{k}", eq, Ws[k - 1].shape[1]))
     U = bld.group(f"u{L}", EQ_CONTROLLER, Ws[-1].shape[0])
     U.target = t.ravel()
@@ -264,22 +300,29 @@ def build_single_loop(Ws, B, target, gs, alpha=1e-3, dt=0.1, *, record=True, cod
     return bld.finish()
 
 
-def build_repeat(Ws, Bs, target, gs, alpha=1e-3, dt=0.1, *, architecture="controller", record=True,
-                 codegen="numpy") -> ControllerCircuit:
+def build_repeat(Ws, Bs, delta_target, gs, alpha=1e-3, dt=0.1 * b2.ms, *, architecture="controller", record=True,
+                 target="numpy", name="di") -> ControllerCircuit:
     """Algorithm 2 for any depth: one (δ_{l−1}, u_l) pair per layer l = L … 2, from the top,
     each controller chasing the live δ_l of the pair above (a one-to-one copy, summed right
     before it steps).  ``Ws = [W_2, …, W_L]``, ``Bs = [B_2, …, B_L]``, ``gs = [g_1, …, g_{L−1}]``;
-    groups ``delta{l-1}`` and ``u{l}`` (``readout{l}`` for S1–S2)."""
-    _set_codegen(codegen)
-    Ws, Bs, t = [np.asarray(W, float) for W in Ws], [np.asarray(B, float) for B in Bs], _prepare(target)
-    bld = _Builder(t.shape[0], dt, alpha, codegen, record)
+    groups ``delta{l-1}`` and ``u{l}`` (``readout{l}`` for S1–S2).  ``dt``, ``target``, ``name``: as
+    :func:`build_controller`."""
+    _check_common(dt, target, name, architecture)
+    Ws, Bs, t = [np.asarray(W, float) for W in Ws], [np.asarray(B, float) for B in Bs], _prepare(delta_target)
+    gexprs = [_g_expr(g) for g in gs]
+    with codegen_target(target):
+        return _build_repeat(Ws, Bs, t, gexprs, alpha, dt, architecture, record, target, name)
+
+
+def _build_repeat(Ws, Bs, t, gexprs, alpha, dt, architecture, record, target, name):
+    bld = _Builder(t.shape[0], dt, alpha, target, record, name)
     L = len(Ws) + 1
     above = None  # the δ group of the pair above (None: the fixed δ_L)
     for l in range(L, 1, -1):
-        W, B, g = Ws[l - 2], Bs[l - 2], gs[l - 2]
+        W, B, gexpr = Ws[l - 2], Bs[l - 2], gexprs[l - 2]
         d_l, d_p = W.shape
         eqd = EQ_DELTA if architecture == "controller" else EQ_DELTA_S1
-        D = bld.group(f"delta{l - 1}", eqd.format(g=_g_expr(g)), d_p)
+        D = bld.group(f"delta{l - 1}", eqd.format(g=gexpr), d_p)
         if architecture == "controller":
             U = bld.group(f"u{l}", EQ_CONTROLLER, d_l)
             src = "u"
@@ -290,7 +333,7 @@ def build_repeat(Ws, Bs, target, gs, alpha=1e-3, dt=0.1, *, architecture="contro
         if above is None:
             U.target = t.ravel()
         else:
-            S = b2.Synapses(above, U, SYN_TARGET, dt=bld.dt * TAU, name=f"T{l}")
+            S = b2.Synapses(above, U, SYN_TARGET, dt=bld.dt, name=f"{name}_T{l}")
             S.connect(j="i")
             # the copy must land before this pair's δ sums its feedback (S1 reads err = δ̃ − target)
             S.summed_updaters["target_post"].order = D.order - 2

@@ -46,7 +46,7 @@ import numpy as np
 
 from plasticity.learned_feedback import ls_step, np_target
 
-from ._brian import check_target, get_matrix, run_trials, set_matrix
+from ._brian import check_dt, check_name, check_target, codegen_target, get_matrix, run_trials, set_matrix
 
 __all__ = ["NPCircuit", "build_np_circuit", "matrix_twin", "N_PHASES", "TRANSFER_EXPR",
            "X_EQS", "H_EQS", "Y_EQS", "LOSS_EQS", "W1_SYN_EQS", "W2_SYN_EQS", "R_SYN_EQS", "YL_SYN_EQS",
@@ -179,6 +179,8 @@ def build_np_circuit(W1, W2, R0, inputs, targets, xis, *, c_h: float, eta: float
     import brian2 as b2
 
     check_target(target)
+    check_name(name)
+    dt = b2.ms if dt is None else check_dt(dt)
     W1, W2, R0, inputs, targets, xis = (np.asarray(a, dtype=np.float64) for a in (W1, W2, R0, inputs, targets, xis))
     n_h, n_in = W1.shape
     n_out = W2.shape[0]
@@ -194,42 +196,42 @@ def build_np_circuit(W1, W2, R0, inputs, targets, xis, *, c_h: float, eta: float
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")
     if transfer not in TRANSFER_EXPR:
         raise ValueError(f"transfer must be one of {', '.join(TRANSFER_EXPR)}, got {transfer!r}")
-    dt = b2.ms if dt is None else dt
-    tdt = N_PHASES * dt
-    ns = {
-        "phase": b2.TimedArray(np.tile(np.arange(N_PHASES, dtype=np.float64), T), dt=dt, name=f"{name}_phase"),
-        "inp": b2.TimedArray(inputs, dt=tdt, name=f"{name}_inp"),
-        "target": b2.TimedArray(targets, dt=tdt, name=f"{name}_target"),
-        "xi": b2.TimedArray(xis, dt=tdt, name=f"{name}_xi"),
-        "c_h": float(c_h),
-        "eta": float(eta),
-    }
-    X = b2.NeuronGroup(n_in, X_EQS, method="euler", dt=dt, name=f"{name}_X")  # discrete maps, no ODE
-    H = b2.NeuronGroup(n_h, H_EQS, method="euler", dt=dt, name=f"{name}_H")
-    Y = b2.NeuronGroup(n_out, Y_EQS, method="euler", dt=dt, name=f"{name}_Y")
-    Lu = b2.NeuronGroup(1, LOSS_EQS, method="euler", dt=dt, name=f"{name}_L")
-    S1 = b2.Synapses(X, H, W1_SYN_EQS, dt=dt, name=f"{name}_W1")
-    S2 = b2.Synapses(H, Y, W2_SYN_EQS, dt=dt, name=f"{name}_W2")
-    SR = b2.Synapses(Y, H, R_SYN_EQS, dt=dt, name=f"{name}_R")
-    SYL = b2.Synapses(Y, Lu, YL_SYN_EQS, dt=dt, name=f"{name}_YL")
-    SLH = b2.Synapses(Lu, H, LH_SYN_EQS, dt=dt, name=f"{name}_LH")
-    for S in (S1, S2, SR, SYL, SLH):
-        S.connect(True)
-    set_matrix(S1, "w", W1, layout="post_pre")
-    set_matrix(S2, "w", W2, layout="post_pre")
-    set_matrix(SR, "r", R0, layout="post_pre")  # R (n_h, n_out) = (post H, pre Y)
-    ops = {
-        "x_start": X.run_regularly(X_START, when="start", order=0, name=f"{name}_x_start"),
-        "y_start": Y.run_regularly(Y_START, when="start", order=1, name=f"{name}_y_start"),
-        "h_latch": H.run_regularly(H_LATCH.format(g=TRANSFER_EXPR[transfer]), when="after_groups", order=0,
-                                   name=f"{name}_h_latch"),
-        "y_latch": Y.run_regularly(Y_LATCH, when="after_groups", order=1, name=f"{name}_y_latch"),
-        "l_latch": Lu.run_regularly(LOSS_LATCH, when="after_groups", order=2, name=f"{name}_l_latch"),
-        "r_plast": SR.run_regularly(R_PLASTICITY, when="end", order=0, name=f"{name}_r_plast"),
-    }
-    syn = {"W1": S1, "W2": S2, "R": SR, "YL": SYL, "LH": SLH}
-    net = b2.Network(X, H, Y, Lu, *syn.values(), *ops.values(), name=f"{name}_net")
-    return NPCircuit(net, X, H, Y, Lu, syn, ns, dt, T, target, 0, ops)
+    with codegen_target(target):  # connect() generates code
+        tdt = N_PHASES * dt
+        ns = {
+            "phase": b2.TimedArray(np.tile(np.arange(N_PHASES, dtype=np.float64), T), dt=dt, name=f"{name}_phase"),
+            "inp": b2.TimedArray(inputs, dt=tdt, name=f"{name}_inp"),
+            "target": b2.TimedArray(targets, dt=tdt, name=f"{name}_target"),
+            "xi": b2.TimedArray(xis, dt=tdt, name=f"{name}_xi"),
+            "c_h": float(c_h),
+            "eta": float(eta),
+        }
+        X = b2.NeuronGroup(n_in, X_EQS, method="euler", dt=dt, name=f"{name}_X", namespace=ns)  # discrete maps, no ODE
+        H = b2.NeuronGroup(n_h, H_EQS, method="euler", dt=dt, name=f"{name}_H", namespace=ns)
+        Y = b2.NeuronGroup(n_out, Y_EQS, method="euler", dt=dt, name=f"{name}_Y", namespace=ns)
+        Lu = b2.NeuronGroup(1, LOSS_EQS, method="euler", dt=dt, name=f"{name}_L", namespace=ns)
+        S1 = b2.Synapses(X, H, W1_SYN_EQS, dt=dt, name=f"{name}_W1", namespace=ns)
+        S2 = b2.Synapses(H, Y, W2_SYN_EQS, dt=dt, name=f"{name}_W2", namespace=ns)
+        SR = b2.Synapses(Y, H, R_SYN_EQS, dt=dt, name=f"{name}_R", namespace=ns)
+        SYL = b2.Synapses(Y, Lu, YL_SYN_EQS, dt=dt, name=f"{name}_YL", namespace=ns)
+        SLH = b2.Synapses(Lu, H, LH_SYN_EQS, dt=dt, name=f"{name}_LH", namespace=ns)
+        for S in (S1, S2, SR, SYL, SLH):
+            S.connect(True)
+        set_matrix(S1, "w", W1, layout="post_pre")
+        set_matrix(S2, "w", W2, layout="post_pre")
+        set_matrix(SR, "r", R0, layout="post_pre")  # R (n_h, n_out) = (post H, pre Y)
+        ops = {
+            "x_start": X.run_regularly(X_START, when="start", order=0, name=f"{name}_x_start"),
+            "y_start": Y.run_regularly(Y_START, when="start", order=1, name=f"{name}_y_start"),
+            "h_latch": H.run_regularly(H_LATCH.format(g=TRANSFER_EXPR[transfer]), when="after_groups", order=0,
+                                       name=f"{name}_h_latch"),
+            "y_latch": Y.run_regularly(Y_LATCH, when="after_groups", order=1, name=f"{name}_y_latch"),
+            "l_latch": Lu.run_regularly(LOSS_LATCH, when="after_groups", order=2, name=f"{name}_l_latch"),
+            "r_plast": SR.run_regularly(R_PLASTICITY, when="end", order=0, name=f"{name}_r_plast"),
+        }
+        syn = {"W1": S1, "W2": S2, "R": SR, "YL": SYL, "LH": SLH}
+        net = b2.Network(X, H, Y, Lu, *syn.values(), *ops.values(), name=f"{name}_net")
+        return NPCircuit(net, X, H, Y, Lu, syn, ns, dt, T, target, 0, ops)
 
 
 def matrix_twin(W1, W2, R0, inputs, targets, xis, *, c_h: float, eta: float, transfer: str = "tanh",

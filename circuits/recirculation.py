@@ -48,7 +48,7 @@ import numpy as np
 
 from plasticity.learned_feedback import recirculation_step
 
-from ._brian import check_target, get_matrix, run_trials, set_matrix
+from ._brian import check_dt, check_name, check_target, codegen_target, get_matrix, run_trials, set_matrix
 
 __all__ = ["RecirculationCircuit", "build_recirculation", "make_noise", "matrix_twin", "N_PHASES",
            "X_EQS", "H_EQS", "A_SYN_EQS", "B_SYN_EQS"]
@@ -161,6 +161,8 @@ def build_recirculation(A0, B0, noise, *, eta_A: float = 0.01, eta_B: float = 0.
     import brian2 as b2
 
     check_target(target)
+    check_name(name)
+    dt = b2.ms if dt is None else check_dt(dt)
     A0, B0, noise = (np.asarray(a, dtype=np.float64) for a in (A0, B0, noise))
     k, n = A0.shape
     if B0.shape != (n, k):
@@ -170,29 +172,29 @@ def build_recirculation(A0, B0, noise, *, eta_A: float = 0.01, eta_B: float = 0.
     for nm, v in (("eta_A", eta_A), ("eta_B", eta_B), ("decay", decay)):
         if not (np.isfinite(v) and v >= 0):
             raise ValueError(f"{nm} must be a finite number ≥ 0, got {v!r}")
-    dt = b2.ms if dt is None else dt
     n_trials = noise.shape[0]
-    phase = b2.TimedArray(np.tile(np.arange(N_PHASES, dtype=np.float64), n_trials), dt=dt, name=f"{name}_phase")
-    noise_ta = b2.TimedArray(noise, dt=N_PHASES * dt, name=f"{name}_noise")
-    X = b2.NeuronGroup(n, X_EQS, method="euler", dt=dt, name=f"{name}_X")  # no ODE: a discrete map
-    H = b2.NeuronGroup(k, H_EQS, method="euler", dt=dt, name=f"{name}_H")
-    SA = b2.Synapses(X, H, A_SYN_EQS, dt=dt, name=f"{name}_A")
-    SB = b2.Synapses(H, X, B_SYN_EQS, dt=dt, name=f"{name}_B")
-    SA.connect(True)
-    SB.connect(True)
-    set_matrix(SA, "wA", A0, layout="post_pre")
-    set_matrix(SB, "wB", B0, layout="post_pre")
-    ops = {
-        "x_start": X.run_regularly(X_START, when="start", order=0, name=f"{name}_x_start"),
-        "h_latch": H.run_regularly(H_LATCH, when="after_groups", order=0, name=f"{name}_h_latch"),
-        "x_latch": X.run_regularly(X_LATCH, when="after_groups", order=1, name=f"{name}_x_latch"),
-        "a_plast": SA.run_regularly(A_PLASTICITY, when="end", order=0, name=f"{name}_a_plast"),
-        "b_plast": SB.run_regularly(B_PLASTICITY, when="end", order=1, name=f"{name}_b_plast"),
-    }
-    net = b2.Network(X, H, SA, SB, *ops.values(), name=f"{name}_net")
-    namespace = {"phase": phase, "noise": noise_ta, "eta_A": float(eta_A), "eta_B": float(eta_B),
-                 "decay": float(decay)}
-    return RecirculationCircuit(net, X, H, SA, SB, namespace, dt, n_trials, target, 0, ops)
+    with codegen_target(target):  # connect() generates code
+        phase = b2.TimedArray(np.tile(np.arange(N_PHASES, dtype=np.float64), n_trials), dt=dt, name=f"{name}_phase")
+        noise_ta = b2.TimedArray(noise, dt=N_PHASES * dt, name=f"{name}_noise")
+        namespace = {"phase": phase, "noise": noise_ta, "eta_A": float(eta_A), "eta_B": float(eta_B),
+                     "decay": float(decay)}
+        X = b2.NeuronGroup(n, X_EQS, method="euler", dt=dt, name=f"{name}_X", namespace=namespace)  # no ODE: a discrete map
+        H = b2.NeuronGroup(k, H_EQS, method="euler", dt=dt, name=f"{name}_H", namespace=namespace)
+        SA = b2.Synapses(X, H, A_SYN_EQS, dt=dt, name=f"{name}_A", namespace=namespace)
+        SB = b2.Synapses(H, X, B_SYN_EQS, dt=dt, name=f"{name}_B", namespace=namespace)
+        SA.connect(True)
+        SB.connect(True)
+        set_matrix(SA, "wA", A0, layout="post_pre")
+        set_matrix(SB, "wB", B0, layout="post_pre")
+        ops = {
+            "x_start": X.run_regularly(X_START, when="start", order=0, name=f"{name}_x_start"),
+            "h_latch": H.run_regularly(H_LATCH, when="after_groups", order=0, name=f"{name}_h_latch"),
+            "x_latch": X.run_regularly(X_LATCH, when="after_groups", order=1, name=f"{name}_x_latch"),
+            "a_plast": SA.run_regularly(A_PLASTICITY, when="end", order=0, name=f"{name}_a_plast"),
+            "b_plast": SB.run_regularly(B_PLASTICITY, when="end", order=1, name=f"{name}_b_plast"),
+        }
+        net = b2.Network(X, H, SA, SB, *ops.values(), name=f"{name}_net")
+        return RecirculationCircuit(net, X, H, SA, SB, namespace, dt, n_trials, target, 0, ops)
 
 
 def matrix_twin(A0, B0, noise, *, eta_A: float = 0.01, eta_B: float = 0.01, decay: float = 0.0,

@@ -51,14 +51,18 @@ def test_layered_check_passes_on_digits_and_weights_move(tmp_path):
         assert "target numpy" in r["detail"]
 
 
-def test_layered_check_on_mnist_or_falls_back_to_digits(tmp_path, monkeypatch):
+def test_layered_check_falls_back_to_digits_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
     empty = tmp_path / "nodata"
     empty.mkdir()
     rc, rows = _crossval(tmp_path, "amit-layered-mnist", "--sizes", "784-30-10", "--examples", "20",
                          "--data-dir", str(empty))
+    assert rc == 2 and rows == []  # no MNIST and no opt-in: an error, nothing run
+    rc, rows = _crossval(tmp_path, "amit-layered-mnist", "--sizes", "784-30-10", "--examples", "20",
+                         "--data-dir", str(empty), "--allow-substitute-data")
     assert rc == 0 and all(r["passed"] for r in rows)
-    assert all("NO MNIST" in r["detail"] and "upsampled" in r["detail"] for r in rows)
+    assert all(r["detail"].startswith("SUBSTITUTE DATA (--allow-substitute-data)") and "upsampled" in r["detail"]
+               for r in rows)
 
 
 def _perturbed(fn, **change):

@@ -18,9 +18,10 @@ Checks (``credit crossval``), all float64, tolerances justified next to each con
   (ε = 1), FRFB (ε = 0) and 50 % connectivity (separate W and R masks).  W and R ≤ 1e-9 relative.
 * ``amit-layered-mnist-1000`` — the same on 784-1000-10 (URFB, cython target), ≥ 100 examples.
 
-Data: MNIST from ``--data-dir``, else ``CREDIT_DATA_DIR``, else the repository's
-``../shared/data``; when no MNIST files are found the 8×8 digits are upsampled 3× and zero-padded
-to 28×28 instead, and every row's detail says so.  The Brian2 code-generation target is ``cython``
+Data: MNIST from ``--data-dir``, else ``CREDIT_DATA_DIR``; when no MNIST files are found there
+the check stops with an error naming both, before any check runs.  Only with
+``--allow-substitute-data`` are the 8×8 digits upsampled 3× and zero-padded to 28×28 instead, and
+then every such row's detail starts with ``SUBSTITUTE DATA``.  The Brian2 code-generation target is ``cython``
 when a hidden layer has ≥ 500 units and ``numpy`` otherwise.
 
 Demos (``credit circuit NAME``): ``output-error`` (Fig. 13 transfers, Fig. 14 traces of s, δ, t in
@@ -43,7 +44,7 @@ import numpy as np
 import plasticity as P
 from plasticity import amit as PA
 
-from ..registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo
+from ..registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo, register_preflight
 from . import core
 
 #: discrete maps of exactly representable values (δ, t ∈ {0, ±1, 1+ε, −μ, −μ−ε}; the gate passes δ
@@ -204,8 +205,41 @@ def check_feedback_gate(opts) -> list[CheckResult]:
 # =============================================================================================
 
 
-def _shared_data_dir() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SUBSTITUTE_FLAG = "--allow-substitute-data"
+
+
+def _mnist_missing(opts) -> str | None:
+    """Why MNIST cannot be read from ``opts.data_dir`` / ``$CREDIT_DATA_DIR`` (None: the files are there)."""
+    from ..data import _IDX_FILES, DataError, _find_idx_dir, _find_idx_file
+
+    try:
+        folder = _find_idx_dir("mnist", opts.data_dir or None)
+        for stem in _IDX_FILES.values():
+            _find_idx_file(folder, stem, "mnist")
+    except DataError as e:
+        return str(e).split(": set --data-dir")[0]
+    return None
+
+
+def _layered_sizes(opts, default_sizes):
+    sizes = tuple(opts.sizes or default_sizes)
+    if sizes[-1] != 10:
+        raise ValueError(f"--sizes: the layered checks classify 10 classes, so sizes must end in 10, got {sizes}")
+    if sizes[0] not in (64, 784):
+        raise ValueError(f"--sizes: the layered checks need sizes[0] = 784 (MNIST) or 64 (digits), got {sizes[0]}")
+    return sizes
+
+
+def _layered_preflight(default_sizes):
+    def preflight(opts):
+        sizes = _layered_sizes(opts, default_sizes)
+        if sizes[0] == 784 and not opts.allow_substitute_data:
+            why = _mnist_missing(opts)
+            if why is not None:
+                raise ValueError(f"MNIST not found ({why}): pass --data-dir DIR or set $CREDIT_DATA_DIR to a folder "
+                                 f"holding mnist/ or its four IDX files, or use --sizes 64-…-10 (digits), or "
+                                 f"{SUBSTITUTE_FLAG} to run on upsampled digits instead")
+    return preflight
 
 
 def _upsampled_digits(n, seed):
@@ -227,14 +261,17 @@ def layered_examples(opts, d_in: int, n: int):
         return d.x_train[:n].astype(np.float64), d.y_train[:n], "digits 8×8"
     if d_in != 784:
         raise ValueError(f"the layered checks need sizes[0] = 784 (MNIST) or 64 (digits), got {d_in}")
-    data_dir = opts.data_dir or os.environ.get("CREDIT_DATA_DIR") or str(_shared_data_dir())
+    data_dir = opts.data_dir or os.environ.get("CREDIT_DATA_DIR") or None
     try:
         ds = load_dataset("mnist", data_dir=data_dir, n_train=n, n_test=0)
         return ds.x_train.astype(np.float64), ds.y_train, "MNIST train"
     except DataError as e:
+        if not opts.allow_substitute_data:
+            raise DataError(f"{e} (or pass {SUBSTITUTE_FLAG} to run on upsampled digits)") from None
         X, y = _upsampled_digits(n, opts.seed)
-        reason = str(e).split(":")[0]
-        return X, y, f"NO MNIST ({reason}; looked in {data_dir}): digits upsampled 3× to 28×28 instead"
+        reason = str(e).split(": set --data-dir")[0]
+        return X, y, (f"SUBSTITUTE DATA ({SUBSTITUTE_FLAG}): NO MNIST ({reason}), "
+                      f"digits upsampled 3× to 28×28 instead")
 
 
 def _rel_change(new, old):
@@ -273,9 +310,7 @@ _CONFIGS = (("urfb", 1.0, None), ("frfb", 0.0, None), ("urfb 50%", 1.0, 0.5))
 
 def _layered_rows(opts, default_sizes, check, configs=_CONFIGS) -> list[CheckResult]:
     _quiet()
-    sizes = tuple(opts.sizes or default_sizes)
-    if sizes[-1] != 10:
-        raise ValueError(f"the layered checks classify 10 classes: sizes must end in 10, got {sizes}")
+    sizes = _layered_sizes(opts, default_sizes)
     n = opts.examples or 100
     X, labels, note = layered_examples(opts, sizes[0], n)
     target = "cython" if max(sizes[1:-1], default=0) >= HIDDEN_CYTHON else "numpy"
@@ -285,9 +320,16 @@ def _layered_rows(opts, default_sizes, check, configs=_CONFIGS) -> list[CheckRes
         for name, eps, sparsity in configs:
             diff, info = _layered_pair(sizes, X, labels, epsilon=eps, sparsity=sparsity, order=order, seed=opts.seed,
                                        target=target)
-            out.append(CheckResult(f"{check}[{name}, {order} vs {ref}]", diff, TOL_LAYERED,
-                                   f"{tag}, {len(X)} {note} examples, η={ETA}, target {target}; {info}"))
+            if note.startswith("SUBSTITUTE"):
+                detail = f"{note}; {tag}, {len(X)} substitute examples, η={ETA}, target {target}; {info}"
+            else:
+                detail = f"{tag}, {len(X)} {note} examples, η={ETA}, target {target}; {info}"
+            out.append(CheckResult(f"{check}[{name}, {order} vs {ref}]", diff, TOL_LAYERED, detail))
     return out
+
+
+register_preflight("amit-layered-mnist")(_layered_preflight((784, 100, 10)))
+register_preflight("amit-layered-mnist-1000")(_layered_preflight((784, 1000, 10)))
 
 
 @register_check("amit-layered-mnist")
@@ -310,9 +352,6 @@ def check_layered_mnist_1000(opts) -> list[CheckResult]:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

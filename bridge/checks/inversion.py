@@ -20,6 +20,7 @@ both run until the angle to NDI is ≤ 1°; and the DI/NDI cost ratio.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -48,12 +49,12 @@ def _setup(seed, d_l=6, d_p=9, n=2, scale=0.5):
 
 def brian2_vs_euler(seed=0, steps=200, dt=0.1, alpha=0.1) -> list[CheckResult]:
     """Trajectories of every circuit against the Euler twin (the rows of ``di-brian2-euler``)."""
-    from circuits.controller import build_controller, build_repeat, build_single_loop
+    from circuits.controller import TAU, build_controller, build_repeat, build_single_loop
 
     W, B, t, rng = _setup(seed)
     out = []
     for arch, g in [("controller", "linear"), ("controller", "tanh"), ("expanding", "tanh")]:
-        c = build_controller(W, B, t, g, alpha, dt, architecture=arch).run(steps)
+        c = build_controller(W, B, t, g, alpha, dt * TAU, architecture=arch).run(steps)
         sol = simulate(torch.tensor(W), torch.tensor(B), torch.tensor(t), g, alpha, dt, 0.0, steps,
                        architecture=arch, record=True)
         ctrl = "u1" if arch == "controller" else "readout1"
@@ -65,13 +66,13 @@ def brian2_vs_euler(seed=0, steps=200, dt=0.1, alpha=0.1) -> list[CheckResult]:
     W2, W3 = rng.uniform(-.5, .5, (7, 9)), rng.uniform(-.5, .5, (5, 7))
     t3 = 0.3 * rng.normal(size=(2, 5))
     gs = ["tanh", "tanh"]
-    c = build_repeat([W2, W3], [-W2.T, -W3.T], t3, gs, alpha, dt).run(steps)
+    c = build_repeat([W2, W3], [-W2.T, -W3.T], t3, gs, alpha, dt * TAU).run(steps)
     sol = simulate_repeat([torch.tensor(W2), torch.tensor(W3)], [torch.tensor(-W2.T), torch.tensor(-W3.T)],
                           torch.tensor(t3), gs, alpha, dt, 0.0, steps, record=True)
     diff = max(max_rel_diff(c.trajectory(f"delta{k}"), sol.trajectory[f"delta{k}"][:steps]) for k in (1, 2))
     out.append(CheckResult("di-brian2-euler[alg2,repeat-layer,tanh]", diff, 1e-9, f"30-9-7-5 chain, {steps} steps"))
     Bl, _ = stabilize_loop([W2, W3], loop_feedback([None, -W2.T, -W3.T]), alpha)
-    c = build_single_loop([W2, W3], Bl, t3, gs, alpha, dt).run(steps)
+    c = build_single_loop([W2, W3], Bl, t3, gs, alpha, dt * TAU).run(steps)
     sol = simulate_loop([torch.tensor(W2), torch.tensor(W3)], torch.tensor(Bl), torch.tensor(t3), gs, alpha, dt,
                         0.0, steps, record=True)
     diff = max(max_rel_diff(c.trajectory(f"delta{k}"), sol.trajectory[f"delta{k}"][:steps]) for k in (1, 2))
@@ -94,9 +95,9 @@ def steady_vs_ndi(seed=0, alpha=0.1, circuit=True) -> list[CheckResult]:
         out.append(CheckResult(f"di-steady-ndi[euler,{arch}]", max_rel_diff(sol.delta, ref), 1e-6,
                                f"{sol.steps} steps to relative change 1e-13"))
     if circuit:
-        from circuits.controller import build_controller
+        from circuits.controller import TAU, build_controller
 
-        c = build_controller(W, B, t, "linear", alpha, 0.1, record=False).run(3000)
+        c = build_controller(W, B, t, "linear", alpha, 0.1 * TAU, record=False).run(3000)
         out.append(CheckResult("di-steady-ndi[brian2]", max_rel_diff(c.state("delta0"), ref), 1e-6,
                                "3000 Euler steps of the Brian2 circuit"))
     return out
@@ -158,12 +159,9 @@ def check_order(opts) -> list[CheckResult]:
 @register_demo("controller")
 def demo_controller(out: Path, seed: int = 0) -> list[Path]:
     """Simulate one layer's controller (Brian2) for linear and tanh g; plot δ and u settling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from circuits.controller import build_controller
+    from circuits.controller import TAU, build_controller
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +169,7 @@ def demo_controller(out: Path, seed: int = 0) -> list[Path]:
     steps, dt, alpha = 600, 0.05, 0.1
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
     for col, g in enumerate(("linear", "tanh")):
-        c = build_controller(W, B, t, g, alpha, dt).run(steps)
+        c = build_controller(W, B, t, g, alpha, dt * TAU).run(steps)
         time_ = np.arange(steps) * dt
         ss = steady_state(W, B, t, g, alpha)[0]
         axes[0, col].plot(time_, c.trajectory("delta0")[:, 0, :], lw=1)
@@ -192,12 +190,20 @@ def demo_controller(out: Path, seed: int = 0) -> list[Path]:
 _NUMBA_FN = None
 
 
+NUMBA_MISSING = ('bench di: numba is not installed, so the di-numba-alg1-per-example baseline row is skipped '
+                 '(ratios left blank); install it with: pip install "credit-circuits[bench]"')
+
+
 def _numba_alg1():
     """Algorithm 1 for one example, compiled with numba (written from the pseudocode): per step
-    one pass for δ ← δ + dt(−δ + B u), g(δ) once, one pass for u ← u + dt(−αu + W g(δ) − δ_l)."""
+    one pass for δ ← δ + dt(−δ + B u), g(δ) once, one pass for u ← u + dt(−αu + W g(δ) − δ_l).
+    ``None`` when numba (the optional ``bench`` extra) is not installed."""
     global _NUMBA_FN
     if _NUMBA_FN is None:
-        import numba
+        try:
+            import numba
+        except ImportError:
+            return None
 
         @numba.njit(cache=False, fastmath=False)
         def alg1(W, B, target, alpha, dt, steps):
@@ -281,10 +287,18 @@ def bench_di(opts) -> list[dict]:
     ref = steady_state(Wt, Bt, tt, "tanh", alpha, chord_iter=0).cpu().numpy()
 
     alg1 = _numba_alg1()
-    alg1(W, B, t[0], alpha, dt, 2)  # compile outside the timing
-    m = min(n, 16 if opts.quick else 64)
-    ang_numba = _angle(np.stack([alg1(W, B, t[i], alpha, dt, steps) for i in range(m)]), ndi[:m])
-    numba_eps = m / _best_time(lambda: [alg1(W, B, t[i], alpha, dt, steps) for i in range(m)], reps, torch.device("cpu"))
+    if alg1 is None:
+        print(NUMBA_MISSING, file=sys.stderr)
+        numba_eps = None
+    else:
+        alg1(W, B, t[0], alpha, dt, 2)  # compile outside the timing
+        m = min(n, 16 if opts.quick else 64)
+        ang_numba = _angle(np.stack([alg1(W, B, t[i], alpha, dt, steps) for i in range(m)]), ndi[:m])
+        numba_eps = m / _best_time(lambda: [alg1(W, B, t[i], alpha, dt, steps) for i in range(m)], reps,
+                                   torch.device("cpu"))
+
+    def ratio(eps):
+        return None if numba_eps is None else eps / numba_eps
 
     rows = []
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
@@ -296,7 +310,7 @@ def bench_di(opts) -> list[dict]:
             ang = _angle(run().delta.double().cpu().numpy(), ndi)
             eps = n / _best_time(run, reps, device)
             rows.append({"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
-                         "ratio": eps / numba_eps,
+                         "ratio": ratio(eps),
                          "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {where}, angle to NDI {ang:.2f}°"})
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
@@ -307,15 +321,14 @@ def bench_di(opts) -> list[dict]:
             ang = _angle(solve().double().cpu().numpy(), ndi)
             dev = _rel(solve().double().cpu().numpy(), ref)
             eps = n / _best_time(solve, reps, device)
-            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": eps / numba_eps,
+            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": ratio(eps),
                          "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
                                    f"per-example Newton), batch {n} on {where}, angle to NDI {ang:.2f}°, "
                                    f"rel. distance to the float64 Newton fixed point {dev:.1e}"})
     ndi_eps = n / _best_time(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20, device)
-    rows += [
-        {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
-         "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"},
-        {"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ndi_eps / numba_eps,
-         "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"},
-    ]
+    if numba_eps is not None:
+        rows.append({"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
+                     "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"})
+    rows.append({"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ratio(ndi_eps),
+                 "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"})
     return rows

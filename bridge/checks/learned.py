@@ -186,9 +186,6 @@ def check_rf_exact(opts) -> list[CheckResult]:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

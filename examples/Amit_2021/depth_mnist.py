@@ -198,9 +198,6 @@ def plot(results: dict, axes) -> None:
 
 
 def write_outputs(results: dict, out: Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
@@ -231,6 +228,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--out", default="runs/Amit_2021/depth_mnist", help="output folder")
     args = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     import torch
 
     threads = torch.get_num_threads()

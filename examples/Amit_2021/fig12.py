@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -254,9 +255,6 @@ def plot(results: dict, axes) -> None:
 
 
 def write_outputs(results: dict, out: Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
@@ -288,6 +286,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, help="relative error for the convergence-time check (default 1e-3)")
     ap.add_argument("--out", default="runs/Amit_2021/fig12", help="output folder")
     args = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     params = dict(QUICK) if args.quick else {}
     for name in ("seeds", "dt", "steps", "init_sd", "threshold"):
         v = getattr(args, name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -123,10 +124,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-circuit", action="store_true", help="skip the Brian2 circuit")
     ap.add_argument("--out", default=f"results/Cameron_2025/{NAME}")
     a = ap.parse_args(argv)
-    res = simulate({**(QUICK if a.quick else {}), **({"circuit": False} if a.no_circuit else {})})
-    import matplotlib
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
 
-    matplotlib.use("Agg")
+        matplotlib.use("Agg")
+    res = simulate({**(QUICK if a.quick else {}), **({"circuit": False} if a.no_circuit else {})})
     import matplotlib.pyplot as plt
 
     out = Path(a.out)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -125,15 +126,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None)
     ap.add_argument("--data-dir", default=None)
     a = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     params = {**(QUICK if a.quick else {}), "task": a.task, "data_dir": a.data_dir}
     if a.epochs is not None:
         params["epochs"] = a.epochs
     if a.n_train is not None:
         params["n_train"] = a.n_train
     res = simulate(params)
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(a.out or f"results/Cameron_2025/{NAME}_{a.task}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -125,11 +126,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=f"results/Lansdell_2019/{NAME}")
     ap.add_argument("--data-dir", default=None)
     a = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     params = {**(QUICK if a.quick else {}), "data_dir": a.data_dir}
     res = simulate(params)
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(a.out)

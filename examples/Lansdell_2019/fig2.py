@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,10 +128,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=f"results/Lansdell_2019/{NAME}")
     ap.add_argument("--data-dir", default=None)
     a = ap.parse_args(argv)
-    res = simulate({**(QUICK if a.quick else {}), "data_dir": a.data_dir})
-    import matplotlib
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
 
-    matplotlib.use("Agg")
+        matplotlib.use("Agg")
+    res = simulate({**(QUICK if a.quick else {}), "data_dir": a.data_dir})
     import matplotlib.pyplot as plt
 
     out = Path(a.out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -154,6 +155,10 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help=f"passes over the 1000 examples (default {DEFAULTS['epochs']})")
     ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and fig1.png")
     args = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     params = dict(QUICK) if args.quick else {}
     if args.seeds is not None:
         params["seeds"] = args.seeds

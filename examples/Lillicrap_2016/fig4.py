@@ -18,6 +18,7 @@ Run ``python examples/Lillicrap_2016/fig4.py [--quick] [--seeds N] [--out DIR]``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,6 +146,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=None, help=f"per-example learning rate (default {DEFAULTS['lr']:g})")
     ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and fig4.png")
     args = ap.parse_args(argv)
+    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
+        import matplotlib
+
+        matplotlib.use("Agg")
     params = dict(QUICK) if args.quick else {}
     for k in ("seeds", "epochs", "lr"):
         if getattr(args, k) is not None:
