@@ -147,15 +147,15 @@ def _positive_int(name, v) -> int:
     return int(v)
 
 
-def _scale(name, v):
+def _scale(name, v, *, zero_ok=False):
     if v is None:
         return None
     try:
         f = float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number or None, got {v!r}") from None
-    if not math.isfinite(f) or f <= 0:
-        raise ValueError(f"{name} must be a positive finite number or None, got {v!r}")
+        raise ValueError(f"{name} must be a number or None, got {v!r}") from None
+    if not math.isfinite(f) or f < 0 or (f == 0 and not zero_ok):
+        raise ValueError(f"{name} must be a finite number {'≥ 0' if zero_ok else '> 0'} or None, got {v!r}")
     return f
 
 
@@ -201,7 +201,7 @@ class FeedbackLinear(nn.Module):
         dtype = torch.get_default_dtype() if dtype is None else dtype
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
-        ws, fs = _scale("weight_scale", weight_scale), _scale("feedback_scale", feedback_scale)
+        ws, fs = _scale("weight_scale", weight_scale), _scale("feedback_scale", feedback_scale, zero_ok=True)
         self.is_output = True
         self.index = 0
         self.context = BackwardContext([self])

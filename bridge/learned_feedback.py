@@ -12,7 +12,7 @@ so a plain loop trains both rules.  What this module adds:
   (:func:`plasticity.learned_feedback.rf_feedback_increments`);
 * :func:`fit_feedback` (feedback-only training, the setting of Lansdell's theorems),
   :func:`learned_feedback_metrics` (Lansdell Fig. 1, Cameron's pseudoinverse panel), matrix
-  references of one whole training step, and :func:`run_comparison`.
+  references of one whole training step (:func:`bridge.app.runs.run_comparison` trains several rules side by side).
 
 The noise comes from the engine's generator (seeded by the rule's ``seed``; saved in
 ``state_dict``).
@@ -31,12 +31,11 @@ from plasticity.learned_feedback import (
     rf_feedback_increments,
 )
 
-from .losses import TeachingLoss
 from .metrics import angle_deg, feedback_alignment, signal_angles
 
 __all__ = [
     "noise_generator", "draw_np_noise", "draw_rf_noise", "np_increments", "rf_increments",
-    "learned_feedback_metrics", "np_reference_step", "rf_reference_step", "fit_feedback", "run_comparison",
+    "learned_feedback_metrics", "np_reference_step", "rf_reference_step", "fit_feedback",
 ]
 
 
@@ -227,33 +226,3 @@ def fit_feedback(model, x, target, loss, *, steps: int, lr: float, batch_size: i
         if record_every and (k % record_every == 0 or k == steps):
             rec(k)
     return hist
-
-
-def run_comparison(data, sizes, runs: dict, *, activation="tanh", output_activation="linear", loss="mse",
-                   epochs=1, batch_size=32, seed=0, evals_per_epoch=1, task="digits", quiet=True,
-                   dtype="float32", n_in=None, n_out=None, **common) -> dict:
-    """Train one network per entry of ``runs`` on the same data with the rule-agnostic loop.
-
-    ``runs`` maps a label to ``{"rule": name, "lr": η, "rule_params": {...}, **TrainConfig overrides}``.
-    ``data`` needs ``x_train, y_train, x_test, y_test`` (a :class:`bridge.data.Dataset` or any object
-    with those arrays, e.g. an autoencoder's ``y = x``).  Every run starts from the same seed.
-    ``task`` only supplies defaults for options left unset (initial scales: digits = nn.Linear default).
-    Returns ``{label: {"history": [...], "model": model, "final_metrics": learned_feedback_metrics}}``.
-    """
-    from .train import TrainConfig, build_model
-    from .train import train as train_loop
-
-    n_in = data.x_train.shape[1] if n_in is None else n_in
-    n_out = (int(data.y_train.max()) + 1 if data.y_train.ndim == 1 else data.y_train.shape[1]) if n_out is None else n_out
-    out = {}
-    for label, spec in runs.items():
-        spec = dict(spec)
-        cfg = TrainConfig(task=task, rule=spec.pop("rule"), sizes=tuple(sizes), activation=activation,
-                          output_activation=output_activation, loss=loss, epochs=epochs, batch_size=batch_size,
-                          seed=seed, evals_per_epoch=evals_per_epoch, quiet=quiet, dtype=dtype,
-                          **{**common, **spec}).resolved()
-        model = build_model(cfg, n_in, n_out)
-        crit = TeachingLoss(cfg.loss)
-        hist = train_loop(model, data, crit, cfg)
-        out[label] = {"history": hist, "model": model, "final_metrics": learned_feedback_metrics(model)}
-    return out

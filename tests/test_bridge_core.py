@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import plasticity as P
-from bridge import FeedbackMLP, TeachingLoss, TrainConfig, convert, run_experiment
+from bridge import FeedbackMLP, TeachingLoss, convert
+from bridge.app import TrainConfig, run_experiment
 from bridge.layers import Activation
 from bridge.metrics import angle_deg
 

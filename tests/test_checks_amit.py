@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("brian2")
 
-from bridge.cli import main  # noqa: E402
+from bridge.app.cli import main  # noqa: E402
 
 pytestmark = [pytest.mark.brian2, pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing")]
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.brian2
 
 brian2 = pytest.importorskip("brian2")
 
-from bridge.registry import CheckOptions, max_rel_diff  # noqa: E402
+from bridge.app.registry import CheckOptions, max_rel_diff  # noqa: E402
 from circuits._brian import quiet_brian  # noqa: E402
 from circuits.node_perturbation import build_np_circuit  # noqa: E402
 from circuits.node_perturbation import matrix_twin as np_twin  # noqa: E402
@@ -114,7 +114,7 @@ def test_np_circuit_validates_its_inputs():
 
 def test_registered_checks_pass():
     import bridge.checks.learned  # noqa: F401
-    from bridge.registry import CHECKS
+    from bridge.app.registry import CHECKS
 
     opts = CheckOptions(examples=60)
     for name in ("recirculation-circuit", "recirculation-circuit-rf", "np-circuit", "np-torch-step", "rf-torch-step",

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bridge.cli import main
+from bridge.app.cli import main
 
 COMMANDS = ["run", "train", "circuit", "crossval", "reproduce", "bench"]
 
@@ -66,7 +66,7 @@ def test_crossval_json_and_exit_status(tmp_path):
 
 
 def test_crossval_fails_loudly_when_a_check_fails(tmp_path, monkeypatch):
-    from bridge import registry
+    from bridge.app import registry
 
     registry.load(registry.CHECK_MODULES)
     monkeypatch.setitem(registry.CHECKS, "broken", lambda o: [registry.CheckResult("broken", 1.0, 1e-9)])

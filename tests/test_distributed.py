@@ -15,7 +15,7 @@ PARAMS = {"di": {"method": "steady", "max_norm": 1.0}, "np": {"c_h": 0.05}, "rf"
 
 
 def _cfg(rule):
-    from bridge.train import TrainConfig
+    from bridge.app.runs import TrainConfig
 
     return TrainConfig(task="digits", rule=rule, sizes=(64, 16, 12, 10), epochs=1, n_train=96, n_test=32,
                        batch_size=16, lr=0.05, dtype="float64", quiet=True, seed=2, probe_size=16,
@@ -23,7 +23,7 @@ def _cfg(rule):
 
 
 def _states(rules):
-    from bridge.train import run_experiment
+    from bridge.app.runs import run_experiment
 
     out = {}
     for rule in rules:
@@ -59,7 +59,7 @@ def test_ddp_world_size_2_equals_one_process(tmp_path):
             assert float((ddp[rule][k] - v).abs().max()) / scale <= 1e-9, (rule, k)
         # and training did move the weights
         init = _cfg(rule).resolved()
-        from bridge.train import build_model
+        from bridge.app.runs import build_model
 
         W0 = build_model(init, 64, 10).linears[0].weight
         assert not torch.allclose(single[rule]["linears.0.weight"], W0)

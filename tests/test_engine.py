@@ -16,10 +16,11 @@ from torch import nn
 
 import plasticity as P
 from bridge import FeedbackMLP, TeachingLoss, convert
+from bridge.app.runs import TrainConfig, build_model, load_run, run_experiment
 from bridge.data import load_dataset
 from bridge.metrics import feedback_alignment, signal_angles
 from bridge.network import feedback_layers
-from bridge.train import TrainConfig, build_model, load_run, run_experiment, training_step
+from bridge.train import training_step
 
 ALL_RULES = ["bp", "fa", "frfb", "dfa", "urfb", "pbp", "ndi", "di", "np", "rf", "rf-exact"]
 #: small and fast settings for rules whose defaults are slow at this size

@@ -60,7 +60,7 @@ def test_autoencoder_quick(tmp_path, shared_data):
 
 def test_fig3_all_conditions_small(tmp_path):
     """Every Fig. 3 condition runs (SDI on the nonlinear task only); linear DI sits on NDI."""
-    from bridge.plots import save_figure
+    from bridge.app.plots import save_figure
 
     mod = _load("fig3")
     p = {**mod.default_params(quick=True), "n_train": 40, "n_test": 40, "epochs": 1, "evals_per_epoch": 2,

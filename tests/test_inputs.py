@@ -21,12 +21,12 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------- matplotlib
 def test_library_and_example_imports_leave_the_matplotlib_backend_alone():
-    """A notebook's backend survives importing bridge.plots, every example, and the demo plot helpers."""
+    """A notebook's backend survives importing bridge.app.plots, every example, and the demo plot helpers."""
     r = _python("""
         import importlib.util, pathlib
         import matplotlib
         matplotlib.use("svg")
-        import bridge.plots
+        import bridge.app.plots
         import bridge.checks.amit, bridge.checks.learned
         bridge.checks.amit._plt(); bridge.checks.learned._plt()
         for i, f in enumerate(sorted(pathlib.Path("examples").glob("*_*/*.py"))):
@@ -163,7 +163,7 @@ def _one_error_line(err: str) -> str:
     (["--repeats", "-3"], ["--repeats", "≥ 1"]),
 ])
 def test_bench_rejects_bad_options_with_one_line(argv, words, capsys):
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     assert main(["bench", *argv]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -173,7 +173,7 @@ def test_bench_rejects_bad_options_with_one_line(argv, words, capsys):
 def test_bench_without_numba_skips_the_baseline_row(monkeypatch, capsys):
     """The README install has no numba (the optional bench extra): the di group still runs."""
     import bridge.checks.inversion as ci
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     monkeypatch.setattr(ci, "_NUMBA_FN", None)
@@ -193,7 +193,7 @@ def test_bench_without_numba_skips_the_baseline_row(monkeypatch, capsys):
     (["--only", "no-such-check"], ["--only", "no-such-check", "valid: "]),
 ])
 def test_crossval_rejects_bad_options_with_one_line(argv, words, capsys):
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     assert main(["crossval", *argv]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -201,7 +201,7 @@ def test_crossval_rejects_bad_options_with_one_line(argv, words, capsys):
 
 
 def test_crossval_json_directory_is_an_error(tmp_path, capsys):
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     assert main(["crossval", "--only", "engine-fa-transpose-is-bp", "--json", str(tmp_path)]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -212,7 +212,7 @@ def test_crossval_json_directory_is_an_error(tmp_path, capsys):
 @pytest.mark.brian2
 def test_crossval_without_mnist_stops_before_running_anything(tmp_path, monkeypatch, capsys):
     """No silent substitute data: missing MNIST names --data-dir and $CREDIT_DATA_DIR and runs nothing."""
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
     empty = tmp_path / "nodata"
@@ -231,7 +231,7 @@ def test_crossval_without_mnist_stops_before_running_anything(tmp_path, monkeypa
 
 
 def test_crossval_prints_progress_per_check_unless_quiet(capsys):
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     assert main(["crossval", "--only", "engine-fa-transpose-is-bp"]) == 0
     err = capsys.readouterr().err

@@ -298,9 +298,10 @@ def test_propagate_sign_and_linear_operator():
 # ------------------------------------------------------------------------------ training (torch)
 def _train(task, rp, *, n_train, epochs, batch, lr):
     import bridge.inversion as bi
+    from bridge.app.runs import TrainConfig, build_model
     from bridge.data import load_dataset
     from bridge.losses import TeachingLoss
-    from bridge.train import TrainConfig, build_model, train
+    from bridge.train import train
 
     cfg = TrainConfig(task=task, rule="di", rule_params=rp, epochs=epochs, n_train=n_train, n_test=200,
                       batch_size=batch, quiet=True, dtype="float64", lr=lr, probe_size=64).resolved()

@@ -10,10 +10,10 @@ import torch
 
 import bridge.learned_feedback as BLF
 import plasticity as P
+from bridge.app.runs import TrainConfig, run_experiment
 from bridge.engines import ENGINES
 from bridge.losses import TeachingLoss
 from bridge.network import FeedbackMLP
-from bridge.train import TrainConfig, run_experiment
 from plasticity.learned_feedback import (
     NP,
     RF,

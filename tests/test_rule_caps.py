@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import plasticity as P
-from bridge import FeedbackMLP, TeachingLoss, TrainConfig
-from bridge.cli import main
-from bridge.train import build_model
+from bridge import FeedbackMLP, TeachingLoss
+from bridge.app import TrainConfig
+from bridge.app.cli import main
+from bridge.app.runs import build_model
 from plasticity.rules import cap_rows
 
 SIZES = (12, 9, 7, 5)  # contracting layers: NDI's B(WB − αI)⁻¹ branch

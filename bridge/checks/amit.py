@@ -44,7 +44,7 @@ import numpy as np
 import plasticity as P
 from plasticity import amit as PA
 
-from ..registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo, register_preflight
+from ..app.registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo, register_preflight
 from . import core
 
 #: discrete maps of exactly representable values (δ, t ∈ {0, ±1, 1+ε, −μ, −μ−ε}; the gate passes δ

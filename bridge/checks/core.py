@@ -11,9 +11,9 @@ import torch
 
 import plasticity as P
 
+from ..app.registry import CheckResult, max_rel_diff, register_check
 from ..losses import TeachingLoss
 from ..network import FeedbackMLP
-from ..registry import CheckResult, max_rel_diff, register_check
 
 
 def train_online(rule, sizes, W0s, R0s, xs, targets, *, lr, activation="satlin", output_activation="linear",

@@ -38,7 +38,7 @@ from plasticity.inversion import (
     system_matrix,
 )
 
-from ..registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo
+from ..app.registry import CheckResult, max_rel_diff, register_bench, register_check, register_demo
 
 
 def _setup(seed, d_l=6, d_p=9, n=2, scale=0.5):

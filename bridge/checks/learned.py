@@ -26,9 +26,9 @@ import plasticity as P
 from plasticity.learned_feedback import NP, RF, RFExact, mp_residuals, rel_error, rf_closed_form_signal
 
 from .. import learned_feedback as BLF
+from ..app.registry import CheckResult, max_rel_diff, register_check, register_demo
 from ..losses import TeachingLoss
 from ..network import FeedbackMLP
-from ..registry import CheckResult, max_rel_diff, register_check, register_demo
 
 TOL_CIRCUIT = 1e-9  # Brian2 numpy target vs numpy twin, same arithmetic up to summation order
 TOL_ENGINE = 1e-12  # torch float64 vs numpy float64 reference, a handful of matmuls

@@ -85,8 +85,8 @@ def simulate(params: dict | None = None, *, out: Path | None = None, log=print) 
     Returns ``{"params", "runs": [{"depth", "sizes", "rule", "seed", "history", "final"}], "summary"}``.
     With ``out`` each run writes its results folder to ``out/<depth>/<rule>/seed<k>``.
     """
+    from bridge.app.runs import TrainConfig, run_experiment
     from bridge.data import load_dataset
-    from bridge.train import TrainConfig, run_experiment
 
     p = {**DEFAULTS, **(params or {})}
     data_dir = _data_dir(p["data_dir"])
@@ -128,7 +128,7 @@ def _row(r):
 
 
 def _jsonable(obj):
-    from bridge.train import jsonable
+    from bridge.app.runs import jsonable
 
     return jsonable(obj)
 

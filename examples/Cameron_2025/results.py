@@ -65,7 +65,7 @@ def _data(p):
 def simulate(params: dict | None = None) -> dict:
     import torch
 
-    import bridge.learned_feedback as BLF
+    from bridge.app import run_comparison
 
     torch.set_num_threads(1)
     params = dict(params or {})
@@ -80,7 +80,7 @@ def simulate(params: dict | None = None) -> dict:
                                    "n_noise": p["n_noise"], "seed": p["seed"]}
         runs[r] = spec
     t0 = time.perf_counter()
-    res = BLF.run_comparison(data, p["sizes"], runs, activation="tanh", output_activation="linear", loss="mse",
+    res = run_comparison(data, p["sizes"], runs, activation="tanh", output_activation="linear", loss="mse",
                              epochs=p["epochs"], batch_size=p["batch_size"], seed=p["seed"],
                              evals_per_epoch=p["evals_per_epoch"])
     out = {"params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}, "runs": {},

@@ -64,7 +64,7 @@ def simulate(params: dict | None = None) -> dict:
     """Train BP, FA and NP (one run per noise level) on the same data and initial weights."""
     import torch
 
-    import bridge.learned_feedback as BLF
+    from bridge.app import run_comparison
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
@@ -78,7 +78,7 @@ def simulate(params: dict | None = None) -> dict:
         else:
             runs[r] = {"rule": r, "lr": p["lr"]}
     t0 = time.perf_counter()
-    res = BLF.run_comparison(data, p["sizes"], runs, activation="tanh", output_activation="linear", loss="mse",
+    res = run_comparison(data, p["sizes"], runs, activation="tanh", output_activation="linear", loss="mse",
                              epochs=p["epochs"], batch_size=p["batch_size"], seed=p["seed"],
                              evals_per_epoch=p["evals_per_epoch"])
     out = {"params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}, "runs": {},

@@ -64,7 +64,7 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     """Train every condition for every seed; return curves (one row per seed) and a summary."""
     import torch
 
-    from bridge.train import TrainConfig, run_experiment
+    from bridge.app.runs import TrainConfig, run_experiment
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     results = simulate(params, progress=lambda s: print(s, flush=True))
     out = Path(args.out)
     results["seconds"] = time.perf_counter() - t0
-    from bridge.plots import save_figure, save_results
+    from bridge.app.plots import save_figure, save_results
 
     save_results(out, results)
     save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)

@@ -51,7 +51,7 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     """Train FA for every ω and seed; return NSE and angle curves (one row per seed) and a summary."""
     import torch
 
-    from bridge.train import TrainConfig, run_experiment
+    from bridge.app.runs import TrainConfig, run_experiment
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
-    from bridge.plots import save_figure, save_results
+    from bridge.app.plots import save_figure, save_results
 
     save_results(out, results)
     save_figure(out / f"{NAME}.png", plot, results, ncols=3, figsize=(13, 3.6), constrained_layout=True)

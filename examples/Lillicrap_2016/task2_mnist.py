@@ -77,8 +77,8 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     """Train every condition for every seed on MNIST; return test-error curves and a summary."""
     import torch
 
+    from bridge.app.runs import TrainConfig, run_experiment
     from bridge.data import load_dataset
-    from bridge.train import TrainConfig, run_experiment
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
-    from bridge.plots import save_figure, save_results
+    from bridge.app.plots import save_figure, save_results
 
     save_results(out, results)
     save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)

@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.layers import Activation
 from bridge.losses import TeachingLoss
-from bridge.train import TrainConfig, build_model, train
+from bridge.train import train
 from plasticity import rule_parameters
 
 SIZES = (784, 500, 250, 30, 250, 500, 784)
@@ -184,8 +185,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import json
 
-    from bridge.plots import save_figure, save_results
-    from bridge.train import jsonable
+    from bridge.app.plots import save_figure, save_results
+    from bridge.app.runs import jsonable
 
     p = default_params(args.quick)
     p["data_dir"] = args.data_dir

@@ -31,10 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 import bridge.inversion as bi
+from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
 from bridge.metrics import angle_deg
-from bridge.train import TrainConfig, build_model, train
+from bridge.train import train
 from plasticity import rule_parameters
 from plasticity.inversion import StabilityError
 
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import json
 
-    from bridge.plots import save_figure, save_results
+    from bridge.app.plots import save_figure, save_results
 
     p = default_params(args.quick)
     if args.conditions:

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 import bridge.inversion as bi
+from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
-from bridge.train import TrainConfig, build_model, train
+from bridge.train import train
 
 #: condition → (rule, rule parameters).  "di-linear-g" is a control: DI's fixed point with linear g
 #: in eq. 14 — eq. 10's operator without NDI's g'(a) gate, which is what DI tends to for small errors
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import json
 
-    from bridge.plots import save_figure, save_results
-    from bridge.train import jsonable
+    from bridge.app.plots import save_figure, save_results
+    from bridge.app.runs import jsonable
 
     p = default_params(args.quick)
     p["data_dir"] = args.data_dir

@@ -18,7 +18,7 @@ from typing import Callable
 
 CHECK_MODULES = ["bridge.checks.core", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
 DEMO_MODULES = ["bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
-BENCH_MODULES = ["bridge.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
+BENCH_MODULES = ["bridge.app.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
 
 CHECKS: dict[str, Callable] = {}
 DEMOS: dict[str, Callable] = {}

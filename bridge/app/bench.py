@@ -14,8 +14,8 @@ import time
 import torch
 from torch import nn
 
-from .losses import TeachingLoss
-from .network import FeedbackMLP
+from ..losses import TeachingLoss
+from ..network import FeedbackMLP
 from .registry import register_bench
 
 SIZES = (784, 1000, 10)
@@ -35,16 +35,18 @@ def _plain_step_fn(gen, device):
 
 
 def _rule_step_fn(rule, gen, device):
+    """The step ``credit train`` takes (:func:`bridge.train.training_step`), for ``rule``."""
+    from ..train import training_step
+
     model = FeedbackMLP(SIZES, rule, activation="tanh", generator=gen).to(device)
     loss = TeachingLoss("ce")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    return lambda x, y: training_step(model, loss, opt, x, y)
 
-    def step(x, y):
-        opt.zero_grad(set_to_none=True)
-        loss(model(x), y).backward()
-        opt.step()
 
-    return step
+#: every rule's step in the rules group (DI with its steady-state solver: the Euler form is in the di group)
+RULE_ROWS = {"bp": "bp", "fa": "fa", "frfb": "frfb", "dfa": "dfa", "urfb": "urfb", "pbp": "pbp", "ndi": "ndi",
+             "np": "np", "rf": "rf", "rf-exact": "rf-exact", "di-steady": ("di", {"method": "steady"})}
 
 
 def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3, device="cpu") -> dict:
@@ -70,10 +72,15 @@ def bench_rules(opts) -> list[dict]:
 
     gen = torch.Generator().manual_seed(opts.seed)
     data_gen = torch.Generator().manual_seed(opts.seed + 1)
-    names = [r for r in ("bp", "fa", "dfa", "urfb", "pbp", "ndi") if r in RULES]
+    from plasticity import make_rule
+
+    names = [r for r, spec in RULE_ROWS.items() if (spec if isinstance(spec, str) else spec[0]) in RULES]
     dev = opts.device
     fns = {"torch-bp": _plain_step_fn(gen, dev)}
-    fns.update({r: _rule_step_fn(r, gen, dev) for r in names})
+    for r in names:
+        spec = RULE_ROWS[r]
+        rule = make_rule(spec) if isinstance(spec, str) else make_rule(spec[0], **spec[1])
+        fns[r] = _rule_step_fn(rule, gen, dev)
 
     def make_batch(i):
         x = torch.randn(BATCH, SIZES[0], generator=data_gen)
@@ -81,7 +88,8 @@ def bench_rules(opts) -> list[dict]:
 
     med = time_side_by_side(fns, make_batch, repeats=5 if opts.quick else opts.repeats, device=dev)
     base = med["torch-bp"]
-    rows = [{"name": "step torch-bp 784-1000-10 b128", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
-    rows += [{"name": f"step {r} 784-1000-10 b128", "value": med[r] * 1e3, "unit": "ms", "ratio": med[r] / base}
-             for r in names]
+    th = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}" if dev == "cpu" else dev
+    rows = [{"name": f"step torch-bp 784-1000-10 b128 ({th})", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
+    rows += [{"name": f"step {r} 784-1000-10 b128 ({th})", "value": med[r] * 1e3, "unit": "ms",
+              "ratio": med[r] / base} for r in names]
     return rows

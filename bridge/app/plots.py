@@ -46,7 +46,7 @@ def save_results(out, results: dict, *, name: str = "results.json") -> Path:
     """Write ``results`` as JSON into the folder ``out`` (created), numpy values made plain."""
     import json
 
-    from .train import jsonable
+    from .runs import jsonable
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
     import torch
 
     from .plots import plot_history
-    from .train import TrainConfig, run_experiment
+    from .runs import TrainConfig, run_experiment
 
     # the embedded networks are small: one thread is as fast, and it does not collapse when another
     # process holds the other cores (thread oversubscription slowed this job 10× in measurements)
@@ -107,7 +107,7 @@ def _check_threads(n):
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, run_experiment
+    from .runs import TrainConfig, run_experiment
 
     _check_threads(args.threads)
     if args.threads:
@@ -137,7 +137,7 @@ def cmd_train(args) -> int:
         cfg.quiet = True
     if not args.resume and not cfg.out:
         cfg.out = args.out or str(Path("runs") / f"{cfg.task}-{cfg.rule}-seed{cfg.seed}")
-    from .distributed import distributed_from_env
+    from ..distributed import distributed_from_env
 
     with distributed_from_env(cfg) as rank:
         s = run_experiment(cfg, resume=bool(args.resume), write=rank == 0)
