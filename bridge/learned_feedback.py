@@ -133,11 +133,11 @@ def learned_feedback_metrics(model, x=None, target=None, loss=None) -> dict:
         R = Rs[l]
         if R is None:
             continue
-        if rule.name == "rf":
+        if isinstance(rule, RF):
             T = torch.linalg.pinv(Ws[l])
             for k, v in mp_residuals(Ws[l], R).items():
                 mp[k].append(v)
-        elif getattr(rule, "direct", False):
+        elif rule.direct:
             P = Ws[-1]
             for W in reversed(Ws[l:-1]):
                 P = P @ W
@@ -145,11 +145,11 @@ def learned_feedback_metrics(model, x=None, target=None, loss=None) -> dict:
         else:
             T = Ws[l].T
         tgt_err.append(rel_error(R, T))
-        if tuple(R.shape) == tuple(T.shape) and rule.name == "rf":
+        if tuple(R.shape) == tuple(T.shape) and isinstance(rule, RF):
             out.setdefault("alignment_pinv_deg", []).append(angle_deg(R, T))
     if tgt_err:
         out["rel_dist_target"] = tgt_err
-    if rule.name == "rf":
+    if isinstance(rule, RF):
         out.update({f"mp_{k}": v for k, v in mp.items()})
     if x is not None:
         out.update(signal_angles(model, x, target, _loss_spec(loss)))
@@ -203,7 +203,7 @@ def fit_feedback(model, x, target, loss, *, steps: int, lr: float, batch_size: i
 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     rule = model.rule
-    if rule.name not in ("np", "rf"):
+    if not isinstance(rule, (NP, RF)):
         raise ValueError(f"fit_feedback needs rule 'np' or 'rf', the model runs {rule.name!r}")
     hist = []
 
@@ -214,7 +214,7 @@ def fit_feedback(model, x, target, loss, *, steps: int, lr: float, batch_size: i
     rec(0)
     n = x.shape[0]
     for k in range(1, int(steps) + 1):
-        if rule.name == "np":
+        if isinstance(rule, NP):
             idx = torch.as_tensor(rng.integers(0, n, size=min(batch_size, n)), device=x.device)
             incs = np_increments(model, x[idx], target[idx], loss)
         else:

@@ -339,3 +339,27 @@ def test_optimizers_and_any_iterable_of_batches():
     assert hist[-1]["test_loss"] < 0.8 * hist[0]["test_loss"]
     assert not torch.equal(model.linears[1].feedback, R0)  # Adam moved R too
     assert "exp_avg" in opt.state[model.linears[1].feedback]
+
+
+def test_registries_fail_loudly():
+    from bridge.app import registry
+    from bridge.engines import register_engine
+
+    with pytest.raises(ModuleNotFoundError, match="listed but does not exist"):
+        registry.load(["bridge.checks.no_such_module"])
+    registry.load(registry.CHECK_MODULES)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_check("rf-exact-closed-form")(lambda opts: [])
+    with pytest.raises(ValueError, match="already registered"):
+        register_engine(P.NP)(type("Other", (), {}))
+
+    class Fake(P.Rule, P.ActivityLearnedFeedback):
+        name = "fake"
+
+        def propagate(self, W, R, delta, *, delta_out=None):
+            return delta @ R.T
+
+    with pytest.raises(TypeError, match="needs a network-level engine"):
+        FeedbackMLP((4, 3, 2), Fake(), generator=torch.Generator())
+    with pytest.raises(ValueError, match="registered twice"):
+        P.register_rule(type("NPTwin", (P.Rule,), {"name": "np", "propagate": lambda *a, **k: None}))

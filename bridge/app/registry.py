@@ -83,13 +83,14 @@ register_preflight = _registrar(PREFLIGHTS)
 
 
 def load(modules) -> None:
-    """Import the feature modules (those not written yet are skipped)."""
+    """Import the feature modules; a missing one is an error (the lists name only modules that exist)."""
     for m in modules:
         try:
             importlib.import_module(m)
         except ModuleNotFoundError as e:
-            if e.name != m:
-                raise
+            if e.name == m:
+                raise ModuleNotFoundError(f"registry: feature module {m!r} is listed but does not exist") from e
+            raise
 
 
 def max_rel_diff(a, b) -> float:
