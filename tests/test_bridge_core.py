@@ -124,21 +124,53 @@ def test_urfb_with_epsilon_zero_equals_fa():
             torch.testing.assert_close(b.feedback.detach(), r0, rtol=0, atol=0)
 
 
+def _closed_form_feedback(rule, W, R, alpha=1e-3):
+    """The matrix that carries δ_l down, written from its definition (numpy, no rule code)."""
+    if rule == "bp":
+        return W.T
+    if rule in ("fa", "urfb", "dfa"):
+        return R
+    if rule == "pbp":  # full row rank (contracting layers): W⁺ = Wᵀ(WWᵀ)⁻¹
+        return W.T @ np.linalg.inv(W @ W.T)
+    if rule == "ndi":  # Podlaski eq. 10, contracting: B(WB − αI)⁻¹
+        return R @ np.linalg.inv(W @ R - alpha * np.eye(W.shape[0]))
+    raise ValueError(rule)
+
+
 @pytest.mark.parametrize("rule", ["fa", "dfa", "urfb", "pbp", "ndi", "bp"])
-def test_engine_signals_equal_plasticity_reference(rule):
-    """The torch backward and the numpy reference (plasticity.network) give the same ΔW."""
+def test_engine_signals_equal_closed_form(rule):
+    """The torch backward gives ΔW = ⟨δ hᵀ⟩ (and for URFB ΔR = ⟨h δᵀ⟩) with δ carried down by the rule's
+    matrix written out in closed form (Wᵀ, R, W⁺ = Wᵀ(WWᵀ)⁻¹, B(WB − αI)⁻¹; DFA from δ_L) in numpy."""
     model = FeedbackMLP(SIZES, rule, activation="tanh", generator=gen(2), dtype=torch.float64)
     x, y = batch()
     TeachingLoss("ce")(model(x), y).backward()
     Ws = [l.weight.detach().numpy() for l in model.linears]
     bs = [l.bias.detach().numpy() for l in model.linears]
     Rs = [None if l.feedback is None else l.feedback.detach().numpy() for l in model.linears]
-    new_W, _, new_R, _, _ = P.sgd_step(P.make_rule(rule), Ws, bs, Rs, x.numpy(), y.numpy(),
-                                       ["tanh", "tanh", "linear"], P.CrossEntropy(), lr=1.0)
+    X, n = x.numpy(), x.shape[0]
+    hs, As = [X], []
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        As.append(hs[-1] @ W.T + b)
+        hs.append(np.tanh(As[-1]) if l < len(Ws) - 1 else As[-1])
+    p = np.exp(hs[-1] - hs[-1].max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    deltas = [None] * len(Ws)
+    deltas[-1] = np.eye(SIZES[-1])[y.numpy()] - p  # −∂CE/∂a_L
+    for l in range(len(Ws) - 1, 0, -1):
+        src = deltas[-1] if rule == "dfa" else deltas[l]
+        M = _closed_form_feedback(rule, Ws[l], Rs[l])
+        deltas[l - 1] = (1.0 - np.tanh(As[l - 1]) ** 2) * (src @ M.T)
     for l, lin in enumerate(model.linears):
-        np.testing.assert_allclose(-lin.weight.grad.numpy(), new_W[l] - Ws[l], rtol=0, atol=1e-13)
-        if Rs[l] is not None and rule == "urfb":
-            np.testing.assert_allclose(-lin.feedback.grad.numpy(), new_R[l] - Rs[l], rtol=0, atol=1e-13)
+        want = deltas[l].T @ hs[l] / n
+        got = -lin.weight.grad.numpy()
+        assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max(), (rule, l)
+        np.testing.assert_allclose(-lin.bias.grad.numpy(), deltas[l].mean(0), rtol=0, atol=1e-12 * np.abs(want).max())
+        if rule == "urfb" and Rs[l] is not None:
+            np.testing.assert_allclose(-lin.feedback.grad.numpy(), hs[l].T @ deltas[l] / n, rtol=0,
+                                       atol=1e-12 * np.abs(want).max())
+    if rule != "bp":  # the lower layers' signal really differs from backprop's (the test sees the operator)
+        bp_low = (1.0 - np.tanh(As[0]) ** 2) * ((1.0 - np.tanh(As[1]) ** 2) * (deltas[-1] @ Ws[2]) @ Ws[1])
+        assert np.abs(deltas[0] - bp_low).max() > 1e-6 * np.abs(bp_low).max()
 
 
 def test_satlin_activation_backward_is_eq3_gate_and_hinge_backward_is_eq6():

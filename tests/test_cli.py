@@ -31,7 +31,12 @@ def test_train_writes_summary(tmp_path, capsys):
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert (s["rule"], s["task"], s["seed"]) == ("fa", "lillicrap-linear", 3)
-    assert s["final"]["test_loss"] < 1.0 and len(s["final"]["angle_bp_deg"]) == 1
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    first = rows[0]["test_loss"]
+    # it learned: the test loss falls ~5 orders of magnitude (≈50 → ≲1e-3 over seeds 0–4); ask for 3
+    assert first > 10.0 and s["final"]["test_loss"] < 1e-3 * first
+    # FA's signature: the hidden update is aligned with BP's but not equal to it (26–30° over seeds 0–4)
+    assert len(s["final"]["angle_bp_deg"]) == 1 and 5.0 < s["final"]["angle_bp_deg"][0] < 60.0
 
 
 def test_train_from_toml_with_flag_override(tmp_path):

@@ -132,7 +132,8 @@ def test_results_mnist_quick(tmp_path, shared_data):
 
 
 def test_results_cifar10_small(tmp_path, shared_data):
-    """The CIFAR-10 stand-in path (per-task η): structure only — nothing learns in 1000 images."""
+    """The CIFAR-10 stand-in path (per-task η): the loss falls and RF's feedback learns (the error does
+    not move in 1000 images)."""
     mod = _load("results")
     mod.main(["--task", "cifar10", "--quick", "--n-train", "1000", "--out", str(tmp_path),
               "--data-dir", str(shared_data)])
@@ -142,3 +143,13 @@ def test_results_cifar10_small(tmp_path, shared_data):
     assert p["task"] == "cifar10" and p["sizes"] == list(mod.TASKS["cifar10"]["sizes"]) and p["n_train"] == 1000
     assert p["rule_lr"] == mod.TASKS["cifar10"]["rule_lr"]
     _check_results_structure(mod, res, n_hidden=3)
+    runs = res["runs"]
+    # the test error does not move at this size, but the MSE does (seeds 0–2: bp 5–18 %, fa 14–19 %,
+    # rf 17–19 %; rf-exact is erratic, −8…+18 %, and is left out)
+    for rule in ("bp", "fa", "rf"):
+        assert runs[rule]["test_loss"][-1] < 0.97 * runs[rule]["test_loss"][0], rule
+    # RF's signature: recirculation pulls R toward W⁺ — its teaching signal turns toward pseudobackprop's
+    # (mean angle over the 3 layers −22…−23° over seeds 0–2), while FA's fixed R stays at ~90° (±1°)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    turn = {r: mean(runs[r]["angle_pbp_deg"][-1]) - mean(runs[r]["angle_pbp_deg"][0]) for r in ("rf", "fa")}
+    assert turn["rf"] < -15.0 and abs(turn["fa"]) < 5.0, turn

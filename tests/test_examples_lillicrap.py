@@ -77,6 +77,14 @@ def test_task2_mnist_quick(tmp_path, shared_data):
         assert all(0.0 <= e <= 1.0 for e in err)
     # one epoch on 2000 images: BP is clearly better than chance (90 %)
     assert res["summary"]["bp"]["test_error_pct_mean"] < 75.0
+    # FA learns too (seeds 0–2: 0.87–0.92 → 0.65–0.80, a fall of 0.13–0.25) and sparse FA less so
+    # (a fall of 0.06–0.11) …
+    fa = res["conditions"]["fa"]["test_error"][0]
+    assert fa[-1] < fa[0] - 0.1 and fa[-1] < 0.85
+    sparse = res["conditions"]["fa_sparse50"]["test_error"][0]
+    assert sparse[-1] < sparse[0] - 0.04
+    # … while its hidden update is nowhere near BP's (87–90° at this size): the feedback is random, not Wᵀ
+    assert all(a > 60.0 for a in res["conditions"]["fa"]["angle_bp_deg"][0])
 
 
 @pytest.mark.slow

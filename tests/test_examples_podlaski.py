@@ -55,7 +55,17 @@ def test_autoencoder_quick(tmp_path, shared_data):
         assert all(_finite(v) for v in c["test_mse"] + c["train_mse"])
         # biases start at zero and W is small or orthogonal: the first error is near ‖x‖² per pixel
         assert c["test_mse"][0] == pytest.approx(s["baselines"]["zero"], rel=0.2)
-        assert s[name]["paper_learns"] == (name != "bp-gaussian")
+    # the paper's verdict (§5.2), measured: BP from tiny Gaussian weights is stuck (its test MSE falls
+    # 0.7 % over seeds 0–2), the other conditions move off the start: BP-orthogonal 4.1–4.4 %,
+    # PBP 3.1–21 %, NDI 18–21 % in the quick run's three steps
+    fall = {name: 1.0 - curves[name]["test_mse"][-1] / curves[name]["test_mse"][0] for name in mod.CONDITIONS}
+    stuck = fall["bp-gaussian"]
+    assert 0.0 <= stuck < 0.02, fall
+    for name in mod.CONDITIONS:
+        assert s[name]["paper_learns"] == mod.PAPER_LEARNS[name]
+        if mod.PAPER_LEARNS[name]:
+            assert fall[name] > max(0.025, 3.0 * stuck), (name, fall)
+    assert fall["ndi-gaussian"] > 0.15, fall
 
 
 def test_fig3_all_conditions_small(tmp_path):
@@ -73,6 +83,19 @@ def test_fig3_all_conditions_small(tmp_path):
             assert row["nmse"] != "diverged" and _finite(row["nmse"]), (kind, name)
             if mod.CONDITIONS[name][0] == "di":
                 assert row["max_eig_final"] < 0 and len(row["angle_ndi_ungated_deg"]) == (1 if kind == "linear" else 2)
+    # both tasks learn: over seeds 0–2 at this size the linear task's NMSE falls by 12–35 % for every
+    # condition but BP (which starts from weights ~0.01 and moves < 1 %: Fig. 3's slow BP), the
+    # nonlinear task's by 1.2–4 % for every condition
+    for kind, lo in (("linear", 0.08), ("nonlinear", 0.01)):
+        for name, r in res[kind].items():
+            drop = 1.0 - r["nmse"][-1] / r["nmse"][0]
+            if kind == "linear" and name == "bp":
+                assert 0.0 <= drop < 0.02, (kind, name, drop)
+            else:
+                assert drop > lo, (kind, name, drop)
+    # nonlinear: DI settles where NDI's closed form is (gate aside) — the two runs end together
+    for di, ndi in (("di", "ndi"), ("di-a0", "ndi-a0"), ("di-rinit", "ndi-rinit")):
+        assert abs(s["nonlinear"][di]["nmse"] - s["nonlinear"][ndi]["nmse"]) < 2e-3, (di, ndi)
     # linear network: DI's fixed point is eq. 10, NDI's operator, and no gate exists: 0° (same cap on both)
     for name in ("di", "di-a0", "di-rinit"):
         assert s["linear"][name]["angle_ndi_deg"][0] < 1.0, name

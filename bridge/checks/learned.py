@@ -9,7 +9,8 @@ Checks (``credit crossval``), each float64 with the tolerance written next to it
   least squares) vs its matrix twin on the same noise samples, ≤ 1e-9 relative.
 * ``np-torch-step`` / ``rf-torch-step``: one training step of the torch engine (backward + hook +
   optimizer) vs the numpy reference step on the same noise, ≤ 1e-12 relative.
-* ``rf-exact-closed-form``: rf-exact's teaching signals vs ``(Π_{i>l} W_i⁺) e``, ≤ 1e-12.
+* ``rf-exact-closed-form``: rf-exact's teaching signals vs ``δ_{l−1} = g'(a) ∘ W_l⁺ δ_l`` with each ``W_l⁺``
+  known in closed form (W built from its SVD factors), linear and tanh, ≤ 1e-12.
 
 Demos (``credit circuit NAME``): ``recirculation`` (the four Moore–Penrose residuals falling, circuit
 and twin overlaid) and ``node-perturbation`` (‖R − W2ᵀ‖/‖W2‖ over trials for three noise levels).
@@ -23,12 +24,13 @@ import numpy as np
 import torch
 
 import plasticity as P
-from plasticity.learned_feedback import NP, RF, RFExact, mp_residuals, rel_error, rf_closed_form_signal
+from plasticity.learned_feedback import NP, RF, RFExact, mp_residuals, rel_error
 
 from .. import learned_feedback as BLF
 from ..app.registry import CheckResult, max_rel_diff, register_check, register_demo
 from ..losses import TeachingLoss
 from ..network import FeedbackMLP
+from . import reference
 
 TOL_CIRCUIT = 1e-9  # Brian2 numpy target vs numpy twin, same arithmetic up to summation order
 TOL_ENGINE = 1e-12  # torch float64 vs numpy float64 reference, a handful of matmuls
@@ -126,58 +128,98 @@ def _one_engine_step(model, x, y, crit, lr):
     training_step(model, crit, torch.optim.SGD(model.parameters(), lr=lr), x, y)
 
 
+#: plain-loop steps of the engine checked against the independent reference
+ENGINE_STEPS = 5
+
+
+def _compare(model, Ws, Rs):
+    return max([max_rel_diff(l.weight.detach(), w) for l, w in zip(model.linears, Ws)]
+               + [max_rel_diff(l.feedback.detach(), r) for l, r in zip(model.linears, Rs) if r is not None])
+
+
 @register_check("np-torch-step")
 def check_np_engine(opts) -> list[CheckResult]:
+    """The engine's NP (noisy pass in the loss, least squares in the backward) in a plain loop for
+    ENGINE_STEPS steps, against :func:`bridge.checks.reference.np_step_for` — a numpy implementation
+    that shares no code with the rule — on the same noise."""
     out = []
     for mode in ("layerwise", "direct"):
-        rule = NP(c_h=0.05, feedback_lr=2.0, ridge=1e-3, mode=mode, seed=opts.seed)
+        rule = NP(c_h=0.05, feedback_lr=2.0, ridge=1e-3, mode=mode, n_samples=2, seed=opts.seed)
         model = FeedbackMLP((6, 5, 4, 3), rule, activation="tanh", generator=torch.Generator().manual_seed(opts.seed),
                             dtype=torch.float64)
+        twin = FeedbackMLP((6, 5, 4, 3), rule, activation="tanh", generator=torch.Generator().manual_seed(opts.seed),
+                           dtype=torch.float64)  # its engine replays the same noise stream
         rng = np.random.default_rng(opts.seed)
-        x, y = torch.tensor(rng.standard_normal((8, 6))), torch.tensor(rng.integers(0, 3, 8))
         Ws, bs, Rs = _engine_state(model)
-        BLF.noise_generator(model, seed=opts.seed + 1)
-        xis = [a.numpy() for a in BLF.draw_np_noise(model, 8)[0]]
-        BLF.noise_generator(model, seed=opts.seed + 1)
-        _one_engine_step(model, x, y, TeachingLoss("ce"), 0.1)
-        nW, _, nR = BLF.np_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers,
-                                          P.CrossEntropy(), 0.1, xis)
-        d = max([max_rel_diff(l.weight.detach(), w) for l, w in zip(model.linears, nW)]
-                + [max_rel_diff(l.feedback.detach(), r) for l, r in zip(model.linears, nR) if r is not None])
-        out.append(CheckResult(f"np-torch-step-{mode}", d, TOL_ENGINE, "engine step vs numpy reference"))
+        for _ in range(ENGINE_STEPS):
+            x, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+            xis = [[a.numpy() for a in sample] for sample in BLF.draw_np_noise(twin, 8)]
+            _one_engine_step(model, torch.tensor(x), torch.tensor(y), TeachingLoss("ce"), 0.1)
+            Ws, bs, Rs = reference.np_step_for(rule, Ws, bs, Rs, x, y, ["tanh", "tanh", "linear"], "ce", 0.1, xis)
+        out.append(CheckResult(f"np-torch-step-{mode}", _compare(model, Ws, Rs), TOL_ENGINE,
+                               f"{ENGINE_STEPS} plain-loop steps vs an independent numpy NP"))
     return out
 
 
 @register_check("rf-torch-step")
 def check_rf_engine(opts) -> list[CheckResult]:
-    rule = RF(noise_std=0.5, feedback_lr=2.0, n_noise=4, forward_recirculation=True, seed=opts.seed)
+    """The engine's RF (recirculation in the backward) in a plain loop for ENGINE_STEPS steps, against
+    :func:`bridge.checks.reference.rf_step_for` (independent numpy) on the same noise."""
+    rule = RF(noise_std=0.5, feedback_lr=2.0, n_noise=4, decay=0.01, forward_recirculation=True, seed=opts.seed)
     model = FeedbackMLP((6, 5, 4, 3), rule, activation="tanh", generator=torch.Generator().manual_seed(opts.seed),
                         dtype=torch.float64)
+    twin = FeedbackMLP((6, 5, 4, 3), rule, activation="tanh", generator=torch.Generator().manual_seed(opts.seed),
+                       dtype=torch.float64)
     rng = np.random.default_rng(opts.seed)
-    x, y = torch.tensor(rng.standard_normal((8, 6))), torch.tensor(rng.standard_normal((8, 3)))
     Ws, bs, Rs = _engine_state(model)
-    BLF.noise_generator(model, seed=opts.seed + 1)
-    xis = [None if a is None else a.numpy() for a in BLF.draw_rf_noise(model)]
-    BLF.noise_generator(model, seed=opts.seed + 1)
-    _one_engine_step(model, x, y, TeachingLoss("mse"), 0.05)
-    nW, _, nR = BLF.rf_reference_step(rule, Ws, bs, Rs, x.numpy(), y.numpy(), model.transfers, P.MSE(), 0.05, xis)
-    d = max([max_rel_diff(l.weight.detach(), w) for l, w in zip(model.linears, nW)]
-            + [max_rel_diff(l.feedback.detach(), r) for l, r in zip(model.linears, nR) if r is not None])
-    return [CheckResult("rf-torch-step", d, TOL_ENGINE, "engine step (forward recirculation on) vs numpy reference")]
+    for _ in range(ENGINE_STEPS):
+        x, y = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
+        xis = [None if a is None else a.numpy() for a in BLF.draw_rf_noise(twin)]
+        _one_engine_step(model, torch.tensor(x), torch.tensor(y), TeachingLoss("mse"), 0.05)
+        Ws, bs, Rs = reference.rf_step_for(rule, Ws, bs, Rs, x, y, ["tanh", "tanh", "linear"], "mse", 0.05, xis)
+    return [CheckResult("rf-torch-step", _compare(model, Ws, Rs), TOL_ENGINE,
+                        f"{ENGINE_STEPS} plain-loop steps (forward recirculation on) vs an independent numpy RF")]
+
+
+def _known_pinv_layer(rng, d_out, d_in):
+    """``(W, W⁺)`` with ``W = U diag(s) Vᵀ`` built from random orthonormal factors, so that its
+    pseudoinverse is known in closed form, ``W⁺ = V diag(1/s) Uᵀ`` — no pinv, no solve."""
+    k = min(d_out, d_in)
+    U, _ = np.linalg.qr(rng.standard_normal((d_out, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((d_in, k)))
+    s = rng.uniform(0.5, 2.0, k)
+    return (U * s) @ V.T, (V / s) @ U.T
 
 
 @register_check("rf-exact-closed-form")
 def check_rf_exact(opts) -> list[CheckResult]:
+    """rf-exact's teaching signals (plasticity's forward, output signal and ``RFExact.propagate``) against
+    ``δ_{l−1} = g'(a_{l−1}) ∘ (W_l⁺ δ_l)`` with every ``W_l⁺`` known by construction (SVD factors) and
+    ``δ_L = y* − y`` written out: linear 9-7-5-3 (``δ_l = (Π_{i>l} W_i⁺) e``) and tanh 9-7-5-3."""
     rng = np.random.default_rng(opts.seed)
     sizes = (9, 7, 5, 3)
-    Ws = [rng.standard_normal((sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]) for i in range(3)]
+    pairs = [_known_pinv_layer(rng, sizes[i + 1], sizes[i]) for i in range(3)]
+    Ws, pinvs = [w for w, _ in pairs], [p for _, p in pairs]
     x, y = rng.standard_normal((4, 9)), rng.standard_normal((4, 3))
-    tr = ["linear"] * 3
-    fwd = P.forward(Ws, None, x, tr)
-    dL = P.output_signal(P.MSE(), fwd, y, "linear")
-    ds = P.teaching_signals(RFExact(), Ws, None, fwd, dL, tr)
-    d = max(max_rel_diff(ds[l], rf_closed_form_signal(Ws, dL, l + 1)) for l in range(3))
-    return [CheckResult("rf-exact-closed-form", d, TOL_ENGINE, "δ_l = (Π_{i>l} W_i⁺) e, linear 9-7-5-3")]
+    out = []
+    for act in ("linear", "tanh"):
+        tr = [act, act, "linear"]
+        fwd = P.forward(Ws, None, x, tr)
+        ds = P.teaching_signals(RFExact(), Ws, None, fwd, P.output_signal(P.MSE(), fwd, y, "linear"), tr)
+        # the reference, from the closed form only
+        hs, As = [x], []
+        for l, W in enumerate(Ws):
+            As.append(hs[-1] @ W.T)
+            hs.append(np.tanh(As[-1]) if act == "tanh" and l < 2 else As[-1])
+        want = [None, None, y - hs[-1]]
+        for l in (2, 1):
+            gate = 1.0 - np.tanh(As[l - 1]) ** 2 if act == "tanh" else 1.0
+            want[l - 1] = gate * (want[l] @ pinvs[l].T)
+        d = max(max_rel_diff(a, b) for a, b in zip(ds, want))
+        # a few products of 9×9 at most, pinv by SVD on one side: ~1e-15 relative
+        out.append(CheckResult(f"rf-exact-closed-form[{act}]", d, TOL_ENGINE,
+                               "δ_{l−1} = g'(a) ∘ W_l⁺ δ_l, W_l⁺ = V S⁻¹ Uᵀ by construction, 9-7-5-3"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
