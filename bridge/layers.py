@@ -159,7 +159,13 @@ def _scale(name, v, *, zero_ok=False):
     return f
 
 
-class FeedbackLinear(nn.Module):
+class FeedbackLayer(nn.Module):
+    """Base of the layers whose backward follows a rule (linear, convolutional, locally connected):
+    each has ``rule``, ``weight``, ``bias``, ``feedback`` (or ``None``), masks, and joins a network's
+    :class:`BackwardContext` (``context``, ``index``, ``is_output``)."""
+
+
+class FeedbackLinear(FeedbackLayer):
     """``nn.Linear`` whose backward pass follows ``rule``.
 
     Parameters

@@ -91,9 +91,15 @@ def feedback_alignment(model) -> dict:
     out = {"alignment_deg": [], "sign_congruence": [], "rel_dist": []}
     for l, lin in enumerate(feedback_layers(model)):
         W, R = lin.weight, lin.feedback
-        if l == 0 or R is None or tuple(R.shape) != tuple(W.T.shape):
+        if l == 0 or R is None:
             continue
-        Wt, R = W.detach().T.double(), R.detach().double()
+        if W.ndim == 2 and tuple(R.shape) == tuple(W.T.shape):
+            Wt = W.detach().T.double()  # linear: R_l against W_lᵀ
+        elif W.ndim > 2 and tuple(R.shape) == tuple(W.shape):
+            Wt = W.detach().double()  # convolutional: the kernel R against W (both act transposed)
+        else:
+            continue
+        R = R.detach().double()
         out["alignment_deg"].append(angle_deg(R, Wt))
         out["sign_congruence"].append(float((torch.sign(R) == torch.sign(Wt)).double().mean()))
         out["rel_dist"].append(float((R - Wt).norm() / Wt.norm()))

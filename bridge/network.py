@@ -12,7 +12,7 @@ from plasticity import BP, Rule, make_rule
 from plasticity._validate import check_sizes
 
 from .engines import make_engine
-from .layers import Activation, BackwardContext, FeedbackLinear
+from .layers import Activation, BackwardContext, FeedbackLayer, FeedbackLinear
 
 
 def _wire(layers, output, engine_owner, rule: Rule, network) -> BackwardContext:
@@ -144,13 +144,27 @@ class _MarkOutput:
             output._credit_pass = self.context.current
 
 
-def _linear_candidates(model):
+def _conv_ok(m, rule) -> bool:
+    from .conv import conv_form
+
+    try:
+        conv_form(rule)
+    except ValueError:
+        return False
+    return (type(m) is nn.Conv2d and m.groups == 1 and tuple(m.dilation) == (1, 1) and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str))
+
+
+def _linear_candidates(model, rule=None):
     """``(name, module)`` of every ``nn.Linear`` that its parent calls as a module (not the
-    ``out_proj`` of ``nn.MultiheadAttention``, whose weights the attention reads directly)."""
+    ``out_proj`` of ``nn.MultiheadAttention``, whose weights the attention reads directly), and of
+    every plain ``nn.Conv2d`` when the rule has a convolutional form."""
     mha = [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
     out = []
     for name, m in model.named_modules():
-        if isinstance(m, nn.Linear) and not any(name.startswith(p + ".") for p in mha):
+        if any(name.startswith(p + ".") for p in mha):
+            continue
+        if isinstance(m, nn.Linear) or (rule is not None and _conv_ok(m, rule)):
             out.append((name, m))
     return out
 
@@ -158,7 +172,7 @@ def _linear_candidates(model):
 def _trace(model, args, kwargs, linears):
     """Run ``model`` once: the call order of ``linears``, whether each one's input depends on a
     parameter, and which one produces the model's output (nearest to it in the autograd graph)."""
-    order, needs_input, node_of = [], {}, {}
+    order, needs_input, node_of, shapes = [], {}, {}, {}
     handles = []
     for name, m in linears:
         def hook(mod, inp, out, name=name):
@@ -167,6 +181,7 @@ def _trace(model, args, kwargs, linears):
                                  "(shared weights are not supported)")
             order.append(name)
             needs_input[name] = bool(inp and torch.is_tensor(inp[0]) and inp[0].requires_grad)
+            shapes[name] = tuple(inp[0].shape[1:]) if inp and torch.is_tensor(inp[0]) else None
             if out.grad_fn is not None:
                 node_of[out.grad_fn] = name
         handles.append(m.register_forward_hook(hook))
@@ -191,12 +206,14 @@ def _trace(model, args, kwargs, linears):
         queue.extend(nf for nf, _ in node.next_functions)
     if output is None:
         raise ValueError("convert(): the model's output does not depend on any nn.Linear")
-    return order, needs_input, output
+    return order, needs_input, output, shapes
 
 
 def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: torch.Generator, feedback_scale=None,
             feedback_sparsity: float = 0.0, inplace: bool = False, allow_backprop=()) -> nn.Module:
-    """Replace every ``nn.Linear`` in ``model`` by a :class:`FeedbackLinear` following ``rule``.
+    """Replace every ``nn.Linear`` in ``model`` by a :class:`FeedbackLinear` following ``rule``, and
+    every plain ``nn.Conv2d`` (no groups, no dilation) by a :class:`bridge.conv.FeedbackConv2d` when the
+    rule has a convolutional form (bp, fa, frfb, urfb, dfa).
 
     ``example_input`` (a tensor, or a tuple of positional arguments) is run through the model once:
     it materialises lazy modules and shows the call order of the layers, which layer produces the
@@ -205,7 +222,7 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
     Weights and biases are copied; feedback matrices are drawn from ``generator``.  The model's own
     activations are kept: their torch derivative is the gate (right for every gated rule).
 
-    Every other module with learnable parameters (convolutions, norms, embeddings, attention, RNNs)
+    Every other module with learnable parameters (other convolutions, norms, embeddings, attention, RNNs)
     would stay on backprop; unless the rule is ``bp`` that is an error naming them, unless they are
     listed in ``allow_backprop`` (module types or qualified names; ``True`` allows all).
     """
@@ -218,9 +235,9 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
     model = model if inplace else copy.deepcopy(model)
     with torch.no_grad():
         model(*args)  # materialises lazy modules
-    linears = _linear_candidates(model)
+    linears = _linear_candidates(model, rule)
     if not linears:
-        raise ValueError("convert(): the model has no nn.Linear layer")
+        raise ValueError("convert(): the model has no nn.Linear (or nn.Conv2d) layer")
     lin_names = {n for n, _ in linears}
     if not isinstance(rule, BP) and allow_backprop is not True:
         allowed = tuple(a for a in allow_backprop if isinstance(a, type))
@@ -232,12 +249,29 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
             raise ValueError(f"convert(): {', '.join(repr(n) for n in left)} ha{'ve' if len(left) > 1 else 's'} learnable "
                              f"parameters that rule {rule.name!r} would leave on backprop; pass "
                              "allow_backprop=[module types or names] (or True) to keep them on backprop explicitly")
-    order, needs_input, output = _trace(model, args, {}, linears)
+    order, needs_input, output, shapes = _trace(model, args, {}, linears)
     by_name = dict(linears)
+    if not isinstance(by_name[output], nn.Linear):
+        raise ValueError("convert(): the model's output must come from an nn.Linear layer")
     d_out = by_name[output].out_features
     new = {}
     for name in order:
         lin = by_name[name]
+        if isinstance(lin, nn.Conv2d):
+            from .conv import FeedbackConv2d
+
+            fl = FeedbackConv2d(
+                lin.in_channels, lin.out_channels, lin.kernel_size, rule, stride=lin.stride, padding=lin.padding,
+                bias=lin.bias is not None, feedback_scale=feedback_scale, feedback_sparsity=feedback_sparsity,
+                with_feedback=needs_input[name], feedback_dim=d_out if rule.direct else None,
+                in_size=shapes[name][1:] if rule.direct else None, generator=generator, dtype=lin.weight.dtype,
+            ).to(lin.weight.device)
+            with torch.no_grad():
+                fl.weight.copy_(lin.weight)
+                if lin.bias is not None:
+                    fl.bias.copy_(lin.bias)
+            new[name] = fl
+            continue
         fl = FeedbackLinear(
             lin.in_features, lin.out_features, rule, bias=lin.bias is not None,
             feedback_dim=d_out if rule.direct else None, feedback_scale=feedback_scale,
@@ -267,6 +301,6 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
 def feedback_layers(model: nn.Module) -> list[FeedbackLinear]:
     """The :class:`FeedbackLinear` layers of a network or converted model, in forward order."""
     for m in model.modules():
-        if isinstance(m, FeedbackLinear):
+        if isinstance(m, FeedbackLayer):
             return list(m.context.layers)
-    raise ValueError(f"{type(model).__name__} has no FeedbackLinear layer (build a FeedbackMLP or use convert())")
+    raise ValueError(f"{type(model).__name__} has no feedback layer (build a FeedbackMLP or use convert())")

@@ -228,11 +228,11 @@ def test_convert_linear_with_leading_dims_equals_autograd_for_bp():
 
 
 def test_convert_refuses_layers_it_would_leave_on_backprop():
-    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LayerNorm(8), nn.Linear(8, 3))
-    x = torch.randn(2, 1, 4, 4)
+    m = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.LayerNorm(4), nn.Linear(4, 3))
+    x = torch.randn(2, 1, 4)
     with pytest.raises(ValueError, match=r"'0', '2' have learnable parameters that rule 'fa'"):
         convert(m, "fa", example_input=x, generator=torch.Generator())
-    c = convert(m, "fa", example_input=x, generator=torch.Generator(), allow_backprop=[nn.Conv2d, "2"])
+    c = convert(m, "fa", example_input=x, generator=torch.Generator(), allow_backprop=[nn.Conv1d, "2"])
     assert c[3].rule.name == "fa"
     convert(m, "bp", example_input=x, generator=torch.Generator())  # bp: everything is backprop anyway
 
