@@ -164,7 +164,7 @@ def _linear_candidates(model, rule=None):
     for name, m in model.named_modules():
         if any(name.startswith(p + ".") for p in mha):
             continue
-        if isinstance(m, nn.Linear) or (rule is not None and _conv_ok(m, rule)):
+        if isinstance(m, (nn.Linear, FeedbackLayer)) or (rule is not None and _conv_ok(m, rule)):
             out.append((name, m))
     return out
 
@@ -251,12 +251,17 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
                              "allow_backprop=[module types or names] (or True) to keep them on backprop explicitly")
     order, needs_input, output, shapes = _trace(model, args, {}, linears)
     by_name = dict(linears)
-    if not isinstance(by_name[output], nn.Linear):
+    if not isinstance(by_name[output], (nn.Linear, FeedbackLinear)):
         raise ValueError("convert(): the model's output must come from an nn.Linear layer")
     d_out = by_name[output].out_features
     new = {}
     for name in order:
         lin = by_name[name]
+        if isinstance(lin, FeedbackLayer):  # built by the caller: kept, and wired with the others
+            if type(lin.rule) is not type(rule):
+                raise ValueError(f"convert(): layer {name!r} follows rule {lin.rule.name!r}, not {rule.name!r}")
+            new[name] = lin
+            continue
         if isinstance(lin, nn.Conv2d):
             from .conv import FeedbackConv2d
 
@@ -287,9 +292,9 @@ def convert(model: nn.Module, rule: Rule | str, *, example_input, generator: tor
     if unused:
         raise ValueError(f"convert(): nn.Linear {', '.join(map(repr, sorted(unused)))} never ran on example_input")
     for parent_name, parent in model.named_modules():
-        for child_name, _ in list(parent.named_children()):
+        for child_name, child in list(parent.named_children()):
             full = f"{parent_name}.{child_name}" if parent_name else child_name
-            if full in new:
+            if full in new and new[full] is not child:
                 setattr(parent, child_name, new[full])
     layers = [new[n] for n in order]
     ctx = _wire(layers, new[output], new[output], rule, model)

@@ -20,7 +20,7 @@ import torch
 
 from .losses import TeachingLoss
 from .metrics import feedback_alignment, nse, signal_angles
-from .network import feedback_layers
+from .network import FeedbackMLP, feedback_layers
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -148,14 +148,15 @@ def train(model, data, loss: TeachingLoss, cfg, *, optimizer=None, scheduler=Non
     if steps_per_epoch:
         eval_at = {int(round(k * steps_per_epoch / cfg.evals_per_epoch)) for k in range(1, cfg.evals_per_epoch + 1)}
     px, py = (None, None) if xte is None else (xte[: cfg.probe_size], yte[: cfg.probe_size])
+    chunk = 4096 if isinstance(model, FeedbackMLP) else 256  # convolutional activations are large
     t0, running = time.perf_counter() - state.seconds, []
 
     def record(epoch):
         row = {"epoch": epoch, "step": state.step, "seconds": time.perf_counter() - t0}
         row["train_loss"] = float(np.mean(running)) if running else (
-            evaluate(model, loss, xtr, ytr)["loss"] if tensors else math.nan)
+            evaluate(model, loss, xtr, ytr, chunk=chunk)["loss"] if tensors else math.nan)
         if xte is not None:
-            ev_test = evaluate(model, loss, xte, yte)
+            ev_test = evaluate(model, loss, xte, yte, chunk=chunk)
             row["test_loss"] = ev_test["loss"]
             if "error" in ev_test:
                 row["test_error"] = ev_test["error"]

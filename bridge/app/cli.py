@@ -95,7 +95,8 @@ def cmd_run(args) -> int:
 
 
 # --------------------------------------------------------------------------------------- train
-TRAIN_OPTIONS = ("task", "rule", "sizes", "activation", "output_activation", "loss", "epochs", "lr", "batch_size",
+TRAIN_OPTIONS = ("task", "rule", "arch", "untied", "sizes",
+                 "activation", "output_activation", "loss", "epochs", "lr", "batch_size",
                  "seed", "data_dir", "n_train", "n_test", "optimizer", "momentum", "weight_decay", "lr_schedule",
                  "lr_min", "lr_step", "lr_gamma", "sparsity", "feedback_sparsity", "epsilon", "alpha", "mu", "dtype",
                  "device", "evals_per_epoch")
@@ -311,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one network with one rule")
     t.add_argument("--task", help="lillicrap-linear lillicrap-nonlinear digits mnist fashion-mnist cifar10")
     t.add_argument("--rule", help="bp fa frfb dfa urfb pbp ndi (and di np rf)")
-    t.add_argument("--sizes", type=_sizes, help="layer sizes, e.g. 30-20-10")
+    t.add_argument("--sizes", type=_sizes, help="layer sizes of --arch mlp, e.g. 30-20-10")
+    t.add_argument("--arch", help="mlp (default; --sizes), amit-simpnet, amit-deepnet, amit-deepernet, amit-deepnet-s, "
+                                  "lansdell-cnn (built as the papers define them)")
+    t.add_argument("--untied", action="store_true", default=None,
+                   help="locally connected (untied) layers instead of convolutions (Amit §4.1)")
     t.add_argument("--activation", help=" ".join(TRANSFERS))
     t.add_argument("--output-activation", help="transfer of the output layer (default: the task's)")
     t.add_argument("--loss", help=" ".join(LOSSES))

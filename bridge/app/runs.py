@@ -31,6 +31,7 @@ import torch
 from plasticity import get_loss, make_rule
 from plasticity._validate import check_choice, check_range, check_sizes
 
+from ..archs import ARCHS, build_arch
 from ..losses import TeachingLoss
 from ..network import FeedbackMLP
 from ..train import OPTIMIZERS, SCHEDULES, Diverged, TrainState, make_optimizer, make_scheduler, train
@@ -44,6 +45,8 @@ class TrainConfig:
     task: str = "digits"
     rule: str = "bp"
     sizes: tuple | None = None
+    arch: str = "mlp"
+    untied: bool = False
     activation: str | None = None
     output_activation: str | None = None
     loss: str | None = None
@@ -84,6 +87,19 @@ class TrainConfig:
         """A copy with task defaults filled in and every value validated."""
         t = TASKS[check_choice("task", self.task, TASKS)]
         c = dataclasses.replace(self)
+        check_choice("arch", c.arch, ("mlp", *ARCHS))
+        if not isinstance(c.untied, bool):
+            raise ValueError(f"untied must be true or false, got {c.untied!r}")
+        if c.arch == "mlp":
+            if c.untied:
+                raise ValueError("untied applies to the convolutional architectures (--arch amit-…/lansdell-cnn)")
+        else:
+            given = [k for k in ("sizes", "activation", "output_activation", "weight_scale", "feedback_scale", "bias")
+                     if getattr(c, k) is not None]
+            if given:
+                raise ValueError(f"--arch {c.arch} is built as its paper defines it; {', '.join(given)} "
+                                 f"appl{'y' if len(given) > 1 else 'ies'} to --arch mlp only")
+            c.sizes = (t.sizes[0], t.sizes[-1])  # inputs and classes, for the record
         for name in ("sizes", "activation", "output_activation", "loss", "epochs", "lr", "batch_size",
                      "weight_scale", "feedback_scale", "bias"):
             if getattr(c, name) is None:
@@ -167,7 +183,20 @@ def _int(name, v, lo, hi=None) -> int:
     return v
 
 
-def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> FeedbackMLP:
+#: image shape of a flat input of each size (for the convolutional architectures)
+IMAGES = {3072: (3, 32, 32), 784: (1, 28, 28), 64: (1, 8, 8)}
+
+
+def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> torch.nn.Module:
+    if cfg.arch != "mlp":
+        if n_in not in IMAGES:
+            raise ValueError(f"--arch {cfg.arch} needs image inputs; task {cfg.task!r} has {n_in} inputs")
+        g = torch.Generator().manual_seed(int(cfg.seed))
+        net = build_arch(cfg.arch, make_rule(cfg.rule, **cfg.rule_kwargs()), n_out, generator=g, untied=cfg.untied,
+                         sparsity=cfg.sparsity, feedback_sparsity=cfg.feedback_sparsity, image=IMAGES[n_in],
+                         dtype=getattr(torch, cfg.dtype))
+        net.insert(0, torch.nn.Unflatten(1, IMAGES[n_in]))
+        return net.to(cfg.device)
     sizes = tuple(cfg.sizes)
     if sizes[0] != n_in or sizes[-1] != n_out:
         raise ValueError(f"sizes {'-'.join(map(str, sizes))} do not fit task {cfg.task!r}: "
