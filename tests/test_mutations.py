@@ -182,7 +182,29 @@ def _m_rf_exact(mp):
 
 SMALL_LAYERED = {"sizes": (64, 30, 10), "examples": 5}
 
+def _m_conv_signal(mp):
+    from bridge.conv import FeedbackConv2d
+
+    _scale_method(mp, FeedbackConv2d, "_input_grad")
+
+
+def _m_local_weight(mp):
+    from bridge.conv import LocallyConnected2d
+
+    _scale_method(mp, LocallyConnected2d, "_weight_grad")
+
+
+def _m_local_forward(mp):
+    from bridge.conv import LocallyConnected2d
+
+    _scale_method(mp, LocallyConnected2d, "_forward")
+
+
 CASES = [
+    ("conv-fa-transpose-is-bp", _m_conv_signal, {}),
+    ("conv-urfb-stays-bp", _m_urfb_increment, {}),
+    ("local-untied-rule", _m_local_weight, {}),
+    ("local-shared-is-conv", _m_local_forward, {}),
     ("engine-fa-transpose-is-bp", _m_fa, {"sizes": (8, 6, 4)}),
     ("engine-online-urfb", _m_urfb_increment, {"sizes": (64, 30, 10), "examples": 10}),
     ("engine-online-urfb", _m_urfb_propagate, {"sizes": (64, 30, 10), "examples": 10}),
