@@ -84,8 +84,11 @@ def glorot_scale(fan_in: int, fan_out: int) -> float:
 
 
 class _Builder:
-    def __init__(self, rule, *, untied, sparsity, feedback_sparsity, generator, dtype, activation, image, glorot):
+    def __init__(self, rule, *, untied, sparsity, feedback_sparsity, generator, dtype, activation, image, glorot,
+                 n_classes):
         self.rule, self.untied = rule, untied
+        self.direct = conv_form(rule) == "direct"
+        self.n_classes = n_classes
         self.sparsity, self.feedback_sparsity = sparsity, feedback_sparsity
         self.gen, self.dtype, self.activation = generator, dtype, activation
         self.c, self.h, self.w = image
@@ -102,10 +105,12 @@ class _Builder:
         kw = dict(weight_scale=ws, sparsity=self.sparsity, feedback_sparsity=self.feedback_sparsity,
                   with_feedback=not self.first, generator=self.gen, dtype=self.dtype)
         h, w = self.h + (1 if even else 0), self.w + (1 if even else 0)
+        if self.direct:  # R carries the output error straight to this layer's input (DFA, Lansdell's NP)
+            kw["feedback_dim"] = self.n_classes
         if self.untied:
             layer = LocallyConnected2d(self.c, out, k, (h, w), self.rule, padding=pad, **kw)
         else:
-            layer = FeedbackConv2d(self.c, out, k, self.rule, padding=pad, **kw)
+            layer = FeedbackConv2d(self.c, out, k, self.rule, padding=pad, in_size=(h, w) if self.direct else None, **kw)
         self.first = False
         self.c = out
         return nn.Sequential(_EvenPad(), layer) if even else layer
@@ -120,7 +125,8 @@ class _Builder:
         ws = glorot_scale(n_in, n_out) if self.glorot else None
         layer = FeedbackLinear(n_in, n_out, self.rule, weight_scale=ws, sparsity=self.sparsity,
                                feedback_sparsity=self.feedback_sparsity, with_feedback=not self.first,
-                               generator=self.gen, dtype=self.dtype)
+                               feedback_dim=self.n_classes if self.direct else None, generator=self.gen,
+                               dtype=self.dtype)
         self.first = False
         return layer
 
@@ -131,21 +137,20 @@ class _Builder:
 def build_arch(name: str, rule: Rule | str, n_classes: int, *, generator: torch.Generator, untied: bool = False,
                sparsity: float = 0.0, feedback_sparsity: float = 0.0, image=(3, 32, 32), dtype=None,
                dropout: bool = True) -> nn.Module:
-    """One of :data:`ARCHS` for ``rule`` (bp, fa, frfb, urfb), wired like :func:`bridge.convert` (DFA
-    and the others have no convolutional form here).  ``dropout=False`` leaves out the dropout layers
-    (for exact comparisons)."""
+    """One of :data:`ARCHS` for ``rule`` (bp, fa, frfb, urfb, dfa, or np in direct mode — Lansdell's
+    CNN learns its direct feedback by node perturbation), wired like :func:`bridge.convert`.
+    ``dropout=False`` leaves out the dropout layers (for exact comparisons)."""
     if name not in ARCHS:
         raise ValueError(f"unknown arch {name!r}; valid: {', '.join(ARCHS)}")
     rule = make_rule(rule)
-    if conv_form(rule) == "direct":
-        raise ValueError(f"rule {rule.name!r} sends the output error straight down; the architectures here "
-                         "take bp, fa, frfb or urfb")
+    conv_form(rule)  # a clear error for rules without a convolutional form
     if int(n_classes) != n_classes or n_classes < 2:
         raise ValueError(f"n_classes must be an integer ≥ 2, got {n_classes!r}")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     amit = name.startswith("amit")
     b = _Builder(rule, untied=untied, sparsity=sparsity, feedback_sparsity=feedback_sparsity, generator=generator,
-                 dtype=dtype, activation="satlin" if amit else "tanh", image=tuple(image), glorot=amit)
+                 dtype=dtype, activation="satlin" if amit else "tanh", image=tuple(image), glorot=amit,
+                 n_classes=int(n_classes))
     drop = (lambda p: nn.Dropout(p)) if dropout else (lambda p: nn.Identity())
     L: list[nn.Module] = []
     if name == "amit-simpnet":

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plasticity import BP, DFA, FA, URFB, MirroredFeedback, Rule, make_rule
+from plasticity import BP, DFA, FA, NP, URFB, MirroredFeedback, Rule, make_rule
 from plasticity.connectivity import random_mask
 
 from .layers import BackwardContext, FeedbackLayer, _np_rng, _positive_int, _scale, _uniform
@@ -42,9 +42,10 @@ def conv_form(rule: Rule) -> str:
         return "weight"
     if isinstance(rule, (FA, URFB)):
         return "feedback"
-    if isinstance(rule, DFA):
+    if isinstance(rule, DFA) or (isinstance(rule, NP) and rule.direct):
         return "direct"
-    raise ValueError(f"rule {rule.name!r} has no convolutional form here; valid: bp, fa, frfb, urfb, dfa")
+    raise ValueError(f"rule {rule.name!r} has no convolutional form here; valid: bp, fa, frfb, urfb, dfa, "
+                     "np (mode='direct', Lansdell §3.3)")
 
 
 def _pair(name, v):
@@ -88,6 +89,14 @@ class _ConvBase(FeedbackLayer):
             self.feedback = None
 
 
+    def _noisy(self, rec, x):
+        if rec.engine is not None and rec.engine.needs_loss:
+            rec.data.setdefault("shapes", {})[self.index] = tuple(x.shape[1:])
+        if rec.noise is not None and self.index in rec.noise:  # node perturbation's noisy pass
+            x = x + rec.noise[self.index].reshape(x.shape)
+        return x
+
+
 class _ConvFn(torch.autograd.Function):
     @staticmethod
     def forward(x, W, b, R, layer, rec):
@@ -123,7 +132,11 @@ class _ConvFn(torch.autograd.Function):
         learn_R = R is not None and ctx.needs_input_grad[3] and not rec.capture
         if ctx.needs_input_grad[1] or learn_R:
             grad_W = layer._weight_grad(x, W, grad_out)
-        if learn_R:
+        if learn_R and eng is not None:
+            grad_R = eng.feedback_grad(rec, layer.index, grad_out, x)  # e.g. node perturbation's least squares
+            if grad_R is not None and layer.feedback_mask is not None:
+                grad_R = grad_R * layer.feedback_mask
+        elif learn_R:
             if not isinstance(rule, MirroredFeedback):
                 raise RuntimeError(f"rule {rule.name!r}: no convolutional feedback learning")
             # ΔR = ε ΔW (mirrored): the rule's own increment, on W's increment viewed as a matrix
@@ -164,9 +177,9 @@ class FeedbackConv2d(_ConvBase):
         ws = 1.0 / math.sqrt(fan_in) if ws is None else ws
         W = _uniform((self.out_channels, self.in_channels, *self.kernel_size), ws, generator, dtype)
         form = conv_form(make_rule(rule))
-        if form == "direct":
+        if form == "direct" and with_feedback:
             if feedback_dim is None or in_size is None:
-                raise ValueError("FeedbackConv2d with a direct rule (dfa) needs feedback_dim=d_L and in_size=(H, W)")
+                raise ValueError("FeedbackConv2d with a direct rule (dfa, np direct) needs feedback_dim=d_L and in_size=(H, W)")
             fshape = (self.in_channels * _pair("in_size", in_size)[0] * _pair("in_size", in_size)[1],
                       _positive_int("feedback_dim", feedback_dim))
         else:
@@ -192,6 +205,7 @@ class FeedbackConv2d(_ConvBase):
             raise ValueError(f"FeedbackConv2d: input has shape {tuple(x.shape)}; it must be (n, "
                              f"in_channels={self.in_channels}, H, W)")
         rec = self.context.record()
+        x = self._noisy(rec, x)
         return _ConvFn.apply(x, self.weight, self.bias, self.feedback, self, rec)
 
     def extra_repr(self):
@@ -227,9 +241,9 @@ class LocallyConnected2d(_ConvBase):
         ws = 1.0 / math.sqrt(K) if ws is None else ws
         W = _uniform((L, self.out_channels, K), ws, generator, dtype)
         form = conv_form(make_rule(rule))
-        if form == "direct":
+        if form == "direct" and with_feedback:
             if feedback_dim is None:
-                raise ValueError("LocallyConnected2d with a direct rule (dfa) needs feedback_dim=d_L")
+                raise ValueError("LocallyConnected2d with a direct rule (dfa, np direct) needs feedback_dim=d_L")
             fshape = (self.in_channels * self.in_size[0] * self.in_size[1], _positive_int("feedback_dim", feedback_dim))
         else:
             fshape = tuple(W.shape)
@@ -259,6 +273,7 @@ class LocallyConnected2d(_ConvBase):
             raise ValueError(f"LocallyConnected2d: input has shape {tuple(x.shape)}; it must be (n, "
                              f"{self.in_channels}, {self.in_size[0]}, {self.in_size[1]})")
         rec = self.context.record()
+        x = self._noisy(rec, x)
         return _ConvFn.apply(x, self.weight, self.bias, self.feedback, self, rec)
 
     def memory_bytes(self, batch: int) -> dict:

@@ -150,11 +150,14 @@ class NPEngine(_GeneratorEngine):
 
     needs_loss = True
 
-    def draw(self, n, dtype, device):
+    def draw(self, n, dtype, device, shapes=None):
         """The standard-normal draws of one loss evaluation: ``n_samples`` lists of one (n, d_l) tensor
-        per hidden layer, in layer order."""
-        return [[draw_normal(self.generator, (n, lin.out_features), dtype, device, split_batch=True)
-                 for lin in self.layers[:-1]] for _ in range(self.rule.n_samples)]
+        per hidden layer (the input of layers 2…L, flattened), in layer order.  ``shapes``: the input
+        shapes the clean pass recorded (convolutional layers); default the layers' ``in_features``."""
+        sizes = [int(torch.Size(shapes[l]).numel()) if shapes and l in shapes else lin.in_features
+                 for l, lin in enumerate(self.layers) if l > 0]
+        return [[draw_normal(self.generator, (n, d), dtype, device, split_batch=True) for d in sizes]
+                for _ in range(self.rule.n_samples)]
 
     def on_loss(self, rec, y, target, loss):
         if rec.capture or not (torch.is_grad_enabled() and y.requires_grad):
@@ -172,7 +175,7 @@ class NPEngine(_GeneratorEngine):
         L_clean = per_example(y.detach(), target)
         args, kwargs = rec.inputs
         samples = []
-        for xis in self.draw(y.shape[0], y.dtype, y.device):
+        for xis in self.draw(y.shape[0], y.dtype, y.device, rec.data.get("shapes")):
             self.context.pending_noise = {l + 1: self.rule.c_h * xi for l, xi in enumerate(xis)}
             try:
                 noisy = self.context.network(*args, **kwargs)
@@ -189,7 +192,7 @@ class NPEngine(_GeneratorEngine):
             raise RuntimeError(_NO_LOSS)
         L_clean, samples = got
         n = grad.shape[0]
-        regressor = -n * (rec.delta_out if self.rule.direct else grad)
+        regressor = -n * (rec.delta_out if self.rule.direct else grad.reshape(n, -1))
         R = self.layers[l].feedback.detach()
         total = None
         for L_noisy, xis in samples:

@@ -250,8 +250,10 @@ class FeedbackLinear(FeedbackLayer):
             raise ValueError(f"{type(self).__name__}: feedback has shape {tuple(R.shape)}; it must be "
                              f"(in_features={self.in_features}, d)")
         rec = self.context.record()
+        if rec.engine is not None and rec.engine.needs_loss:
+            rec.data.setdefault("shapes", {})[self.index] = tuple(x.shape[1:])
         if rec.noise is not None and self.index in rec.noise:  # node perturbation's noisy pass
-            x = x + rec.noise[self.index]
+            x = x + rec.noise[self.index].reshape(x.shape)
         dev = x.device.type
         if torch.is_autocast_enabled(dev):
             dt = torch.get_autocast_dtype(dev)

@@ -103,7 +103,7 @@ def test_sparse_connectivity_holds_after_training():
                                            generator=g, dtype=torch.float64), nn.Tanh(), nn.Flatten(),
                         nn.Linear(64, 3).double())
     x0 = torch.randn(4, 1, 8, 8, dtype=torch.float64)
-    net = convert(net, "bp", example_input=x0, generator=g)  # wires the context; feedback layers kept
+    net = convert(net, "urfb", example_input=x0, generator=g)  # converts the Linear, wires all layers
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     for _ in range(20):
         opt.zero_grad()
@@ -139,3 +139,70 @@ def test_conv_refuses_rules_without_a_convolutional_form():
         FeedbackConv2d(1, 2, 3, "pbp", generator=_gen())
     with pytest.raises(ValueError, match="must be \\(n, in_channels=1"):
         FeedbackConv2d(1, 2, 3, "fa", generator=_gen())(torch.randn(2, 3, 5, 5))
+
+
+def test_np_direct_conv_feedback_step_equals_an_independent_computation():
+    """Lansdell §3.3: NP with direct feedback in a CNN.  One step's ΔR for every layer against a
+    computation written here with plain torch ops (clean and noisy passes, λ̂ = (L̃ − L)ξ/c_h,
+    ΔR = ⟨(−λ̂ − R e) eᵀ⟩ with e = δ_L), on the same noise, float64, ≤ 1e-12."""
+    import bridge.learned_feedback  # noqa: F401
+    from plasticity import NP
+
+    rule = NP(mode="direct", c_h=0.1, feedback_lr=1.0, seed=5)
+    g = _gen(2)
+    net = nn.Sequential(FeedbackConv2d(1, 3, 3, rule, padding=1, with_feedback=False, generator=g,
+                                       dtype=torch.float64), nn.Tanh(),
+                        FeedbackConv2d(3, 4, 3, rule, stride=2, padding=1, feedback_dim=3, in_size=(6, 6), generator=g,
+                                       dtype=torch.float64), nn.Tanh(), nn.Flatten(),
+                        __import__("bridge").FeedbackLinear(36, 3, rule, feedback_dim=3, generator=g,
+                                                            dtype=torch.float64))
+    x, y = torch.randn(5, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    net = convert(net, rule, example_input=x, generator=g)
+    R = {i: net[i].feedback.detach().clone() for i in (2, 5)}
+    twin_gen = torch.Generator().manual_seed(5)  # the engine's stream, replayed
+    xi1 = torch.randn((5, 3 * 6 * 6), generator=twin_gen, dtype=torch.float64)
+    xi2 = torch.randn((5, 4 * 3 * 3), generator=twin_gen, dtype=torch.float64)
+    TeachingLoss("ce")(net(x), y).backward()
+    W1, b1, W2, b2, W3, b3 = (t.detach() for t in (net[0].weight, net[0].bias, net[2].weight, net[2].bias,
+                                                    net[5].weight, net[5].bias))
+
+    def run(n1=0.0, n2=0.0):
+        h1 = torch.tanh(nn.functional.conv2d(x, W1, b1, padding=1)) + n1
+        h2 = torch.tanh(nn.functional.conv2d(h1, W2, b2, stride=2, padding=1)).reshape(5, -1) + n2
+        return h2 @ W3.T + b3
+
+    def per_example(out):
+        return -torch.log_softmax(out, 1)[torch.arange(5), y]
+
+    out = run()
+    e = torch.nn.functional.one_hot(y, 3) - torch.softmax(out, 1)  # δ_L = −∂L/∂a_L
+    dL = per_example(run(0.1 * xi1.reshape(5, 3, 6, 6), 0.1 * xi2)) - per_example(out)
+    for i, xi in ((2, xi1), (5, xi2)):
+        t = -dL[:, None] * xi / 0.1
+        inc = (t - e @ R[i].T).T @ e / 5
+        got = -net[i].feedback.grad  # R.grad = −feedback_lr · ΔR
+        assert (got - inc).abs().max() / inc.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("name", ["amit-simpnet", "amit-deepnet", "amit-deepernet", "amit-deepnet-s", "lansdell-cnn"])
+def test_architectures_build_train_and_keep_the_papers_shapes(name):
+    from bridge.archs import AmitMaxPool, build_arch, glorot_scale
+
+    m = build_arch(name, "urfb", 10, generator=_gen(), dtype=torch.float64)
+    x, y = torch.rand(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (4,))
+    assert m(x).shape == (4, 10)
+    layers = [mod for mod in m.modules() if hasattr(mod, "rule") and hasattr(mod, "weight")]
+    assert layers[0].feedback is None and all(lin.feedback is not None for lin in layers[1:])
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    w0 = layers[1].weight.detach().clone()
+    TeachingLoss("hinge")(m(x), y).backward()
+    opt.step()
+    assert not torch.equal(layers[1].weight, w0)
+    if name == "amit-simpnet":  # Conv 32 5x5 → Maxpool 3 (32 → 16) → Full 500; Glorot bound
+        assert layers[0].weight.shape == (32, 3, 5, 5) and layers[1].weight.shape == (500, 32 * 16 * 16)
+        b = glorot_scale(3 * 25, 32 * 25)
+        assert float(layers[0].weight.abs().max()) <= b and float(layers[0].weight.abs().max()) > 0.9 * b
+    pool = AmitMaxPool()
+    neg = -torch.ones(1, 1, 4, 4)
+    assert torch.equal(pool(neg)[0, 0, 0, 0], torch.tensor(0.0))  # zero padding outside the grid, not −∞
+    assert pool(torch.zeros(1, 1, 32, 32)).shape[-1] == 16

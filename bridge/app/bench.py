@@ -93,3 +93,64 @@ def bench_rules(opts) -> list[dict]:
     rows += [{"name": f"step {r} 784-1000-10 b128 ({th})", "value": med[r] * 1e3, "unit": "ms",
               "ratio": med[r] / base} for r in names]
     return rows
+
+
+@register_bench("conv")
+def bench_conv(opts) -> list[dict]:
+    """Amit's simpnet (3×32×32 → Conv 32 5×5 → Maxpool 3 → Full 500 → 10; batch 128, float32, no
+    dropout): one step of FA, URFB and BP-through-the-engine against the same net built from
+    ``nn.Conv2d``/``nn.Linear`` with torch's own backprop; and the untied (locally connected) net's
+    step and its memory against the conv net's."""
+    from ..archs import build_arch
+    from ..conv import LocallyConnected2d
+    from ..train import training_step
+
+    dev = opts.device
+    data_gen = torch.Generator().manual_seed(opts.seed + 1)
+    gen = torch.Generator().manual_seed(opts.seed)
+    batch = 32 if opts.quick else 128
+
+    def plain():
+        from ..archs import AmitMaxPool
+
+        m = nn.Sequential(nn.Conv2d(3, 32, 5, padding=2), nn.Hardtanh(), AmitMaxPool(), nn.Flatten(),
+                          nn.Linear(32 * 16 * 16, 500), nn.Hardtanh(), nn.Linear(500, 10)).to(dev)
+        opt = torch.optim.SGD(m.parameters(), lr=0.01)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.multi_margin_loss(m(x), y).backward()
+            opt.step()
+
+        return step
+
+    def engine(rule, untied=False):
+        m = build_arch("amit-simpnet", rule, 10, generator=gen, untied=untied, dropout=False).to(dev)
+        loss = TeachingLoss("hinge")
+        opt = torch.optim.SGD(m.parameters(), lr=0.01)
+        return (lambda x, y: training_step(m, loss, opt, x, y)), m
+
+    fns = {"torch-bp": plain()}
+    nets = {}
+    for r in ("bp", "fa", "urfb"):
+        fns[r], nets[r] = engine(r)
+    fns["urfb-untied"], nets["urfb-untied"] = engine("urfb", untied=True)
+
+    def make_batch(i):
+        x = torch.rand(batch, 3, 32, 32, generator=data_gen)
+        return x.to(dev), torch.randint(0, 10, (batch,), generator=data_gen).to(dev)
+
+    med = time_side_by_side(fns, make_batch, repeats=3 if opts.quick else max(5, opts.repeats // 3), device=dev)
+    base = med["torch-bp"]
+    th = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}" if dev == "cpu" else dev
+    rows = [{"name": f"step simpnet torch-bp b{batch} ({th})", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
+    rows += [{"name": f"step simpnet {r} b{batch} ({th})", "value": med[r] * 1e3, "unit": "ms", "ratio": med[r] / base}
+             for r in ("bp", "fa", "urfb", "urfb-untied")]
+    lc = [m for m in nets["urfb-untied"].modules() if isinstance(m, LocallyConnected2d)][0]
+    mem = lc.memory_bytes(batch)
+    conv_w = nets["urfb"][0].weight
+    rows.append({"name": f"memory untied conv layer (W + R + unfolded input, b{batch})",
+                 "value": sum(mem.values()) / 2**20, "unit": "MiB",
+                 "ratio": sum(mem.values()) / (2 * conv_w.numel() * conv_w.element_size()
+                                               + batch * 3 * 32 * 32 * conv_w.element_size())})
+    return rows
