@@ -193,15 +193,15 @@ def test_architectures_build_train_and_keep_the_papers_shapes(name):
     assert m(x).shape == (4, 10)
     layers = [mod for mod in m.modules() if hasattr(mod, "rule") and hasattr(mod, "weight")]
     assert layers[0].feedback is None and all(lin.feedback is not None for lin in layers[1:])
+    if name == "amit-simpnet":  # Conv 32 5x5 → Maxpool 3 (32 → 16) → Full 500; Glorot bound
+        assert layers[0].weight.shape == (32, 3, 5, 5) and layers[1].weight.shape == (500, 32 * 16 * 16)
+        b = glorot_scale(3 * 25, 32 * 25)
+        assert float(layers[0].weight.abs().max()) <= b and float(layers[0].weight.abs().max()) > 0.9 * b
     opt = torch.optim.SGD(m.parameters(), lr=0.01)
     w0 = layers[1].weight.detach().clone()
     TeachingLoss("hinge")(m(x), y).backward()
     opt.step()
     assert not torch.equal(layers[1].weight, w0)
-    if name == "amit-simpnet":  # Conv 32 5x5 → Maxpool 3 (32 → 16) → Full 500; Glorot bound
-        assert layers[0].weight.shape == (32, 3, 5, 5) and layers[1].weight.shape == (500, 32 * 16 * 16)
-        b = glorot_scale(3 * 25, 32 * 25)
-        assert float(layers[0].weight.abs().max()) <= b and float(layers[0].weight.abs().max()) > 0.9 * b
     pool = AmitMaxPool()
     neg = -torch.ones(1, 1, 4, 4)
     assert torch.equal(pool(neg)[0, 0, 0, 0], torch.tensor(0.0))  # zero padding outside the grid, not −∞
