@@ -305,3 +305,26 @@ def test_make_batches_output_loads_as_lossy(tmp_path):
     np.testing.assert_array_equal(ds.x_test[key(ds.x_test)], from_npz.x_test[key(from_npz.x_test)])
     with pytest.raises(DataError, match="cifar10-lossy"):
         D.load_dataset("cifar10", data_dir=tmp_path / "data" / "cifar10-lossy", verify=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# the tasks
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tasks_and_lossy_summary(tmp_path):
+    from bridge.app.runs import TrainConfig, run_experiment
+    from bridge.app.tasks import TASKS
+
+    assert {"cifar10", "cifar100", "cifar10-lossy"} <= set(TASKS) <= set(D.DATASETS)
+    assert TASKS["cifar10"].sizes[-1] == 10 and TASKS["cifar100"].sizes[-1] == 100
+    assert TASKS["cifar10-lossy"].sizes == (3072, 1000, 1000, 1000, 10) and "LOSSY" in TASKS["cifar10-lossy"].source
+    write_python(tmp_path / "cifar10-lossy", "cifar10", fake_images("cifar10"), suffix=".jpg")
+    ds = D.load_dataset("cifar10-lossy", data_dir=tmp_path)
+    cfg = TrainConfig(task="cifar10-lossy", rule="bp", sizes=(3072, 8, 10), epochs=1, quiet=True)
+    s = run_experiment(cfg, data=ds, write=False)
+    assert s["task"] == "cifar10-lossy" and s["lossy"] is True and "LOSSY" in s["data_note"]
+    real = D.load_cifar("cifar10", write_python(tmp_path / "real", "cifar10", fake_images("cifar10")).parent,
+                        verify=False)
+    assert "lossy" not in run_experiment(TrainConfig(task="cifar10", rule="bp", sizes=(3072, 8, 10), epochs=1,
+                                                     quiet=True), data=real, write=False)
