@@ -594,7 +594,7 @@ CIFAR_CHECKSUMS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 _CIFAR_PIXELS = 3072  # 1024 R, 1024 G, 1024 B, each a row-major 32×32 image
-_CIFAR_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+_CIFAR_CACHE: dict[tuple, tuple] = {}  # key → (x_train, y_train, x_test, y_test, folder, layout)
 
 
 def _cifar_expected(name: str) -> str:
@@ -630,7 +630,7 @@ def _find_cifar_folder(name: str, data_dir) -> tuple[Path, CifarLayout]:
     if base is None:
         raise DataError(f"no data directory given for {title}: {_cifar_hint(name)}")
     if not base.is_dir():
-        raise DataError(f"data directory {str(base)!r} for {title} does not exist: {_cifar_hint(name)}")
+        raise DataError(f"data directory {str(base)!r} for {title} is not an existing folder: {_cifar_hint(name)}")
     layouts = CIFAR_LAYOUTS[name]
     for layout in layouts:
         for folder in (base / layout.folder, base):
