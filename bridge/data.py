@@ -11,9 +11,12 @@ Sources
 * ``mnist`` / ``fashion-mnist`` — the standard IDX files (gzip or raw), read from a directory the user
   names (``data_dir`` argument, ``--data-dir`` flag, or the ``CREDIT_DATA_DIR`` environment variable),
   checked against known md5 sums.
-* ``cifar10`` — a *lossy* stand-in: every CIFAR-10 image re-encoded as a quality-75 JPEG and packed in
-  ``cifar10-jpeg-q75/cifar10_jpeg_q75.npz`` (see ``../shared/data/README.md``).  Good for development
-  and relative comparisons, not for claims about CIFAR-10 itself.
+* ``cifar10`` / ``cifar100`` — the original CIFAR-10 / CIFAR-100 releases, python-pickle or binary
+  version, read from ``data_dir`` like MNIST and checked against the released files' checksums.
+* ``cifar10-lossy`` — a *lossy* stand-in: every CIFAR-10 image re-encoded as a quality-75 JPEG and packed
+  in ``cifar10-jpeg-q75/cifar10_jpeg_q75.npz`` (see ``../shared/data/README.md``), or the batches its
+  ``make_batches.py`` writes.  Good for development and relative comparisons, not for claims about
+  CIFAR-10 itself; it has a task name of its own so that its numbers are never taken for CIFAR-10's.
 
 Randomness is explicit: every function that draws takes ``seed`` (an ``int`` or a
 ``np.random.Generator``); nothing seeds numpy globally.
@@ -26,6 +29,7 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +49,7 @@ __all__ = [
     "digits",
     "lillicrap_linear",
     "lillicrap_nonlinear",
+    "load_cifar",
     "load_dataset",
     "load_idx_dataset",
     "read_idx",
@@ -57,14 +62,16 @@ DATASETS: tuple[str, ...] = (
     "mnist",
     "fashion-mnist",
     "cifar10",
+    "cifar100",
+    "cifar10-lossy",
 )
 
 DATA_DIR_ENV = "CREDIT_DATA_DIR"
 CACHE_DIR_ENV = "CREDIT_CACHE_DIR"
 
 _HINT = (
-    f"set --data-dir or {DATA_DIR_ENV} to a folder that contains mnist/, fashion-mnist/ and "
-    "cifar10-jpeg-q75/ (or straight to the folder holding the files)"
+    f"set --data-dir or {DATA_DIR_ENV} to a folder that contains mnist/ and fashion-mnist/ "
+    "(or straight to the folder holding the files)"
 )
 
 
@@ -371,8 +378,9 @@ _IDX_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 def clear_cache() -> None:
-    """Forget the in-memory copies of parsed IDX files."""
+    """Forget the in-memory copies of parsed IDX and CIFAR files."""
     _IDX_CACHE.clear()
+    _CIFAR_CACHE.clear()
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -517,7 +525,312 @@ def load_idx_dataset(
 
 
 # ---------------------------------------------------------------------------------------------------
-# CIFAR-10 stand-in (JPEG quality 75)
+# CIFAR-10 / CIFAR-100: the original batches (python-pickle or binary version)
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """One distributed version of a CIFAR data set: its folder name, format and file names."""
+
+    folder: str
+    fmt: str  # "python" (pickled dicts) or "binary" (fixed-length records)
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.train + self.test
+
+
+#: The python version first: when both versions are present, it is the one read.
+CIFAR_LAYOUTS: dict[str, tuple[CifarLayout, ...]] = {
+    "cifar10": (
+        CifarLayout("cifar-10-batches-py", "python",
+                    tuple(f"data_batch_{k}" for k in range(1, 6)), ("test_batch",)),
+        CifarLayout("cifar-10-batches-bin", "binary",
+                    tuple(f"data_batch_{k}.bin" for k in range(1, 6)), ("test_batch.bin",)),
+    ),
+    "cifar100": (
+        CifarLayout("cifar-100-python", "python", ("train",), ("test",)),
+        CifarLayout("cifar-100-binary", "binary", ("train.bin",), ("test.bin",)),
+    ),
+}
+
+CIFAR_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+CIFAR_N_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+#: Checksums of the files as released at https://www.cs.toronto.edu/~kriz/cifar.html, keyed by
+#: folder and file name, as ``(algorithm, hex digest)``.  Sources: the python versions' md5s are the
+#: ones torchvision's ``CIFAR10`` / ``CIFAR100`` classes check (``train_list`` / ``test_list``); the
+#: CIFAR-10 binary md5s are listed identically by several independent download scripts (e.g. CMake
+#: ``check_files`` lists and a Go data-set registry); the CIFAR-100 binary files' sha256s are the ones
+#: the Ruby port of torchvision (``TorchVision::Datasets::CIFAR100``) checks.
+CIFAR_CHECKSUMS: dict[str, dict[str, tuple[str, str]]] = {
+    "cifar-10-batches-py": {
+        "data_batch_1": ("md5", "c99cafc152244af753f735de768cd75f"),
+        "data_batch_2": ("md5", "d4bba439e000b95fd0a9bffe97cbabec"),
+        "data_batch_3": ("md5", "54ebc095f3ab1f0389bbae665268c751"),
+        "data_batch_4": ("md5", "634d18415352ddfa80567beed471001a"),
+        "data_batch_5": ("md5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+        "test_batch": ("md5", "40351d587109b95175f43aff81a1287e"),
+    },
+    "cifar-10-batches-bin": {
+        "data_batch_1.bin": ("md5", "5dd7e06a14cb22eb9f671a540d1b7c25"),
+        "data_batch_2.bin": ("md5", "5ea93a67294ea407fff1d09f752e9692"),
+        "data_batch_3.bin": ("md5", "942cd6a4bcdd0dd3c604fbe906cb4421"),
+        "data_batch_4.bin": ("md5", "ae636b3ba5c66a11e91e8cb52e771fcb"),
+        "data_batch_5.bin": ("md5", "53f37980c15c3d472c316c40844f3f0d"),
+        "test_batch.bin": ("md5", "803d5f7f4d78ea53de84dbe85f74fb6d"),
+    },
+    "cifar-100-python": {
+        "train": ("md5", "16019d7e3df5f24257cddd939b257f8d"),
+        "test": ("md5", "f0ef6b0ae62326f3e7ffdfab6717acfc"),
+    },
+    "cifar-100-binary": {
+        "train.bin": ("sha256", "f31298fc616915fa142368359df1c4ca2ae984d6915ca468b998a5ec6aeebf29"),
+        "test.bin": ("sha256", "d8b1e6b7b3bee4020055f0699b111f60b1af1e262aeb93a0b659061746f8224a"),
+    },
+}
+
+_CIFAR_PIXELS = 3072  # 1024 R, 1024 G, 1024 B, each a row-major 32×32 image
+_CIFAR_CACHE: dict[tuple, tuple] = {}  # key → (x_train, y_train, x_test, y_test, folder, layout)
+
+
+def _cifar_expected(name: str) -> str:
+    """Human-readable list of the folders and files a CIFAR data set is looked for as."""
+    parts = []
+    for lay in CIFAR_LAYOUTS[name]:
+        files = lay.files
+        if len(files) > 2:
+            listed = f"{files[0]} … {files[len(lay.train) - 1]}, {', '.join(lay.test)}"
+        else:
+            listed = ", ".join(files)
+        parts.append(f"{lay.folder}/ ({lay.fmt} version: {listed})")
+    return " or ".join(parts)
+
+
+def _cifar_hint(name: str) -> str:
+    hint = (f"set --data-dir or {DATA_DIR_ENV} to the folder holding {_cifar_expected(name)}, or to that "
+            "folder itself")
+    if name == "cifar10":
+        hint += ("; the lossy JPEG stand-in (cifar10-jpeg-q75/, or batches written by its make_batches.py) "
+                 "is the task cifar10-lossy")
+    return hint
+
+
+def _layout_files_in(folder: Path, layout: CifarLayout) -> bool:
+    return any((folder / f).is_file() for f in layout.files)
+
+
+def _find_cifar_folder(name: str, data_dir) -> tuple[Path, CifarLayout]:
+    """The folder holding one version of ``name`` and that version's layout."""
+    title = CIFAR_TITLES[name]
+    base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if base is None:
+        raise DataError(f"no data directory given for {title}: {_cifar_hint(name)}")
+    if not base.is_dir():
+        raise DataError(f"data directory {str(base)!r} for {title} is not an existing folder: {_cifar_hint(name)}")
+    layouts = CIFAR_LAYOUTS[name]
+    for layout in layouts:
+        for folder in (base / layout.folder, base):
+            if _layout_files_in(folder, layout):
+                return folder, layout
+    for layout in layouts:  # an empty or incomplete folder of the right name: report its missing files
+        if (base / layout.folder).is_dir():
+            return base / layout.folder, layout
+    raise DataError(f"{title} not found in {base}: expected {_cifar_expected(name)}; {_cifar_hint(name)}")
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a batch file cannot run code."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR batch")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
+def _str_keys(d: dict) -> dict:
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def _read_cifar_pickle(raw: bytes, path: Path, label_key: str, what: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(pixels uint8 (n, 3072), labels int64 (n,), the batch dict)`` from one python-version batch."""
+    try:
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as exc:  # truncated or foreign pickles raise many types
+        raise DataError(
+            f"{path} cannot be read as a {what} python batch ({type(exc).__name__}: {exc}); it is probably "
+            "truncated or corrupt: replace it with a fresh copy"
+        ) from exc
+    if not isinstance(batch, dict):
+        raise DataError(f"{path} holds a {type(batch).__name__}, not a {what} batch dict")
+    batch = _str_keys(batch)
+    if "data" not in batch or label_key not in batch:
+        raise DataError(f"{path} lacks the keys 'data' and {label_key!r} of a {what} python batch "
+                        f"(has {sorted(batch)})")
+    pixels = batch["data"]
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 \
+            or pixels.shape[1] != _CIFAR_PIXELS:
+        got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        raise DataError(f"{path}: 'data' must be uint8 of shape (n, {_CIFAR_PIXELS}), got {got}")
+    try:
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: {label_key!r} is not a list of integer labels ({exc})") from exc
+    if labels.shape != (len(pixels),):
+        raise DataError(f"{path} holds {len(pixels)} images but {labels.size} {label_key!r}")
+    return pixels, labels, batch
+
+
+def _read_cifar_binary(raw: bytes, path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(pixels, labels)`` from one binary-version file: records of <label(s)><3072 pixels>.
+
+    CIFAR-10 records start with the class byte (3073 bytes); CIFAR-100 records with the coarse and
+    then the fine label byte (3074 bytes): the fine label is the class.
+    """
+    n_labels = 1 if name == "cifar10" else 2
+    record = n_labels + _CIFAR_PIXELS
+    if len(raw) == 0 or len(raw) % record:
+        raise DataError(
+            f"{path} has {len(raw)} bytes, not a whole number of {record}-byte records ({n_labels} label "
+            f"byte{'s' if n_labels > 1 else ''} + {_CIFAR_PIXELS} pixels): it is truncated or not a "
+            f"{CIFAR_TITLES[name]} binary batch; replace it with a fresh copy"
+        )
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+    if n_labels == 2 and rows[:, 0].max() >= 20:
+        raise DataError(f"{path}: coarse labels must lie in 0..19, found {int(rows[:, 0].max())}")
+    return np.array(rows[:, n_labels:]), rows[:, n_labels - 1].astype(np.int64)
+
+
+def _check_sum(raw: bytes, path: Path, expected: tuple[str, str] | None, hint: str = "") -> None:
+    if expected is None:
+        return
+    algo, want = expected
+    got = hashlib.new(algo, raw).hexdigest()
+    if got != want:
+        raise DataError(
+            f"checksum mismatch for {path}: {algo} is {got}, expected {want} (the original release). The "
+            f"file is corrupt, truncated or not the original: replace it (or pass verify=False){hint}"
+        )
+
+
+def _is_standin_batch(batch: dict) -> bool:
+    """Whether a python batch was written by the stand-in's make_batches.py (its file names are .jpg;
+    the original batches name .png files)."""
+    names = batch.get("filenames")
+    if not isinstance(names, (list, tuple)) or not names:
+        return False
+    first = names[0].decode("latin1") if isinstance(names[0], bytes) else str(names[0])
+    return first.endswith(".jpg")
+
+
+def _load_cifar_arrays(name: str, data_dir, verify: bool):
+    title = CIFAR_TITLES[name]
+    folder, layout = _find_cifar_folder(name, data_dir)
+    missing = [f for f in layout.files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{title} ({layout.fmt} version) in {folder}: missing {', '.join(missing)}; expected "
+            f"{', '.join(layout.files)} there; {_cifar_hint(name)}"
+        )
+    paths = [folder / f for f in layout.files]
+    key = (name, layout.fmt, verify) + tuple(
+        (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths
+    )
+    if key in _CIFAR_CACHE:
+        return _CIFAR_CACHE[key]
+    sums = CIFAR_CHECKSUMS.get(layout.folder, {}) if verify else {}
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+    n_classes = CIFAR_N_CLASSES[name]
+    out = []
+    for files in (layout.train, layout.test):
+        xs, ys = [], []
+        for f in files:
+            path = folder / f
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc}") from exc
+            if layout.fmt == "python":
+                pixels, labels, batch = _read_cifar_pickle(raw, path, label_key, title)
+                if name == "cifar10" and _is_standin_batch(batch):
+                    raise DataError(
+                        f"{path} was written by make_batches.py from the lossy JPEG stand-in (its images "
+                        "are named .jpg), not the original CIFAR-10: load it as the task cifar10-lossy"
+                    )
+            else:
+                pixels, labels = _read_cifar_binary(raw, path, name)
+            hint = ""
+            if name == "cifar10":
+                hint = "; a copy made from the lossy JPEG stand-in is the task cifar10-lossy"
+            _check_sum(raw, path, sums.get(f), hint)
+            if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+                raise DataError(f"{path}: labels must lie in 0..{n_classes - 1}, found "
+                                f"{int(labels.min())}..{int(labels.max())}")
+            xs.append(pixels)
+            ys.append(labels)
+        out += [np.concatenate(xs), np.concatenate(ys)]
+    for a in out:
+        a.flags.writeable = False
+    arrays = (*out, folder, layout)
+    _CIFAR_CACHE[key] = arrays
+    return arrays
+
+
+def _pixels01(rows: np.ndarray) -> np.ndarray:
+    x = rows.astype(np.float32)
+    np.divide(x, np.float32(255.0), out=x)
+    return x
+
+
+def load_cifar(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> Dataset:
+    """CIFAR-10 (``"cifar10"``) or CIFAR-100 (``"cifar100"``, its 100 fine labels) from the original files.
+
+    Either version of the release is read: the python-pickle batches (``cifar-10-batches-py/``:
+    ``data_batch_1`` … ``data_batch_5``, ``test_batch``; ``cifar-100-python/``: ``train``, ``test``) or
+    the binary ones (``cifar-10-batches-bin/``: ``data_batch_1.bin`` … ``data_batch_5.bin``,
+    ``test_batch.bin``; ``cifar-100-binary/``: ``train.bin``, ``test.bin``); the python version wins when
+    both are present.  ``data_dir`` (default ``CREDIT_DATA_DIR``) may be the folder holding those
+    folders or one of them itself.  With ``verify`` every file's checksum is checked against
+    :data:`CIFAR_CHECKSUMS`; batches written from the lossy JPEG stand-in are refused even without it.
+    A missing, truncated, malformed or mismatching file raises :class:`DataError`; nothing is ever
+    substituted.  Pickles are read with an unpickler that only builds containers and numpy arrays.
+
+    Rows are ``float32`` in [0, 1] of length 3072 in the files' layout (1024 R, 1024 G, 1024 B, each a
+    row-major 32×32 image), so ``x.reshape(-1, 3, 32, 32)`` gives NCHW images; labels are ``int64``.
+    The files' order is kept (the original batches are already shuffled).  Parsed files are kept in
+    memory (keyed by path, size and mtime); :func:`clear_cache` forgets them.
+    """
+    if name not in CIFAR_LAYOUTS:
+        raise ValueError(f"unknown CIFAR data set {name!r}; choose one of {sorted(CIFAR_LAYOUTS)}")
+    x_tr, y_tr, x_te, y_te, folder, layout = _load_cifar_arrays(name, data_dir, verify)
+    checked = " (checksums verified)" if verify and layout.folder in CIFAR_CHECKSUMS else ""
+    return Dataset(
+        name, _pixels01(x_tr), y_tr.astype(np.int64), _pixels01(x_te), y_te.astype(np.int64),
+        classification=True, n_classes=CIFAR_N_CLASSES[name],
+        note=f"{CIFAR_TITLES[name]}, original {layout.fmt} batches from {folder}{checked}, pixels / 255",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lossy CIFAR-10 stand-in (JPEG quality 75): task cifar10-lossy
 # ---------------------------------------------------------------------------------------------------
 
 CIFAR_NPZ = "cifar10_jpeg_q75.npz"
@@ -529,14 +842,66 @@ CIFAR_NOTE = (
 )
 
 
-def _find_cifar_npz(data_dir) -> Path:
+LOSSY_FOLDER = "cifar10-lossy"  # where ``make_batches.py $CREDIT_DATA_DIR/cifar10-lossy`` puts its batches
+_LOSSY_BATCHES = CIFAR_LAYOUTS["cifar10"][0]  # make_batches.py writes the python version's layout
+_LOSSY_HINT = (
+    f"set --data-dir or {DATA_DIR_ENV} to the folder holding {CIFAR_FOLDER}/{CIFAR_NPZ} (or to the npz or "
+    f"its folder), or holding {LOSSY_FOLDER}/{_LOSSY_BATCHES.folder}/ written by {CIFAR_FOLDER}/make_batches.py"
+)
+
+
+def _find_cifar10_lossy(data_dir) -> tuple[str, Path]:
+    """``("npz", path)`` or ``("batches", folder)``: where the stand-in is.  The npz wins."""
     if data_dir is not None and Path(data_dir).expanduser().is_file():
-        return Path(data_dir).expanduser()
-    base = _resolve_data_dir(data_dir, "the CIFAR-10 stand-in")
+        return "npz", Path(data_dir).expanduser()
+    base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if base is None:
+        raise DataError(f"no data directory given for the lossy CIFAR-10 stand-in: {_LOSSY_HINT}")
+    if not base.is_dir():
+        raise DataError(f"data directory {str(base)!r} for the lossy CIFAR-10 stand-in does not exist: "
+                        f"{_LOSSY_HINT}")
     for candidate in (base / CIFAR_FOLDER / CIFAR_NPZ, base / CIFAR_NPZ):
         if candidate.is_file():
-            return candidate
-    raise DataError(f"{CIFAR_NPZ} not found in {base} or {base / CIFAR_FOLDER}: {_HINT}")
+            return "npz", candidate
+    batch_dirs = (base / LOSSY_FOLDER / _LOSSY_BATCHES.folder, base / CIFAR_FOLDER / _LOSSY_BATCHES.folder,
+                  base / _LOSSY_BATCHES.folder, base)
+    for folder in batch_dirs:
+        if _layout_files_in(folder, _LOSSY_BATCHES):
+            return "batches", folder
+    raise DataError(
+        f"the lossy CIFAR-10 stand-in was not found in {base}: expected {CIFAR_FOLDER}/{CIFAR_NPZ} or "
+        f"{LOSSY_FOLDER}/{_LOSSY_BATCHES.folder}/ ({', '.join(_LOSSY_BATCHES.files)}); {_LOSSY_HINT}"
+    )
+
+
+def _load_lossy_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The stand-in from the batches its make_batches.py writes; refuses the original CIFAR-10."""
+    missing = [f for f in _LOSSY_BATCHES.files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"lossy CIFAR-10 batches in {folder}: missing {', '.join(missing)}; expected "
+                        f"{', '.join(_LOSSY_BATCHES.files)}; {_LOSSY_HINT}")
+    out = []
+    for files in (_LOSSY_BATCHES.train, _LOSSY_BATCHES.test):
+        xs, ys = [], []
+        for f in files:
+            path = folder / f
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc}") from exc
+            pixels, labels, batch = _read_cifar_pickle(raw, path, "labels", "lossy CIFAR-10")
+            if len(pixels) and not _is_standin_batch(batch):
+                raise DataError(
+                    f"{path} is not a batch written by make_batches.py from the lossy JPEG stand-in (its "
+                    "images are not named .jpg); if these are the original CIFAR-10 batches, use the task "
+                    "cifar10"
+                )
+            if labels.size and (labels.min() < 0 or labels.max() > 9):
+                raise DataError(f"{path}: labels must lie in 0..9")
+            xs.append(pixels)
+            ys.append(labels)
+        out += [np.concatenate(xs), np.concatenate(ys)]
+    return tuple(out)
 
 
 def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, indices: np.ndarray, source: str,
@@ -604,10 +969,18 @@ def cifar10_standin(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Dataset:
-    """The lossy CIFAR-10 stand-in: every CIFAR-10 image as a quality-75 JPEG (``cifar10_jpeg_q75.npz``).
+    """The lossy CIFAR-10 stand-in (task ``cifar10-lossy``): every CIFAR-10 image as a quality-75 JPEG.
 
-    ``data_dir`` may be the npz itself, its folder, or a folder containing ``cifar10-jpeg-q75/``
-    (default ``CREDIT_DATA_DIR``).  The npz stores the images sorted by class, so each split is
+    Read from ``cifar10_jpeg_q75.npz``: ``data_dir`` may be the npz itself, its folder, or a folder
+    containing ``cifar10-jpeg-q75/`` (default ``CREDIT_DATA_DIR``).  Without the npz, the batches its
+    ``make_batches.py`` writes are read instead, from ``<data_dir>/cifar10-lossy/cifar-10-batches-py/``
+    (i.e. ``make_batches.py <data_dir>/cifar10-lossy``), ``<data_dir>/cifar10-jpeg-q75/cifar-10-batches-py/``,
+    ``<data_dir>/cifar-10-batches-py/`` or ``data_dir`` itself; those batches must carry the stand-in's
+    mark (images named ``.jpg``; the originals name ``.png``), so the original CIFAR-10 is never read
+    and labelled lossy, and :func:`load_cifar` refuses them as CIFAR-10.  Both splits are shuffled by
+    a permutation drawn from ``seed`` there too, but the order differs from the npz path's.
+
+    The npz stores the images sorted by class, so each split is
     shuffled by a fixed permutation drawn from ``seed``; ``n_train`` / ``n_test`` then keep the first
     items of that order and only those are decoded (Pillow), which keeps small runs and tests fast.
     A full split, once decoded, is cached as ``.npy`` in ``cache_dir`` (default
@@ -617,9 +990,28 @@ def cifar10_standin(
     1024 B, each a row-major 32×32 image), so ``x.reshape(-1, 3, 32, 32)`` gives NCHW images.  The
     returned data set has ``lossy=True``: report results on it as a stand-in, not as CIFAR-10.
     """
-    path = _find_cifar_npz(data_dir)
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    kind, path = _find_cifar10_lossy(data_dir)
     r_train, r_test = _child_rngs(seed, 2)
+    if kind == "batches":
+        x_tr, y_tr, x_te, y_te = _load_lossy_batches(path)
+        xs, ys = {}, {}
+        for split, rng, n, x, y in (("train", r_train, n_train, x_tr, y_tr), ("test", r_test, n_test, x_te, y_te)):
+            perm = rng.permutation(len(y))
+            if n is not None:
+                perm = perm[:min(_check_count(f"n_{split}", n), len(y))]
+            xs[split], ys[split] = _pixels01(x[perm]), y[perm]
+        note = f"{CIFAR_NOTE} Read from the batches written by make_batches.py in {path}."
+    else:
+        xs, ys = _lossy_from_npz(path, n_train, n_test, r_train, r_test, cache_dir, progress)
+        note = CIFAR_NOTE
+    return Dataset(
+        "cifar10-lossy", xs["train"], ys["train"], xs["test"], ys["test"], classification=True,
+        n_classes=10, lossy=True, note=note,
+    )
+
+
+def _lossy_from_npz(path: Path, n_train, n_test, r_train, r_test, cache_dir, progress):
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zlib.error) as exc:
@@ -636,13 +1028,8 @@ def cifar10_standin(
                 n = min(_check_count(f"n_{split}", n), len(labels))
             perm = rng.permutation(len(labels))
             rows = _cifar_split(npz, split, path, n, perm, cache, progress)
-            x = rows.astype(np.float32)
-            np.divide(x, np.float32(255.0), out=x)
-            xs[split], ys[split] = x, labels[perm if n is None else perm[:n]]
-    return Dataset(
-        "cifar10", xs["train"], ys["train"], xs["test"], ys["test"], classification=True, n_classes=10,
-        lossy=True, note=CIFAR_NOTE,
-    )
+            xs[split], ys[split] = _pixels01(rows), labels[perm if n is None else perm[:n]]
+    return xs, ys
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -658,21 +1045,27 @@ def load_dataset(
 ) -> Dataset:
     """Load a data set by name (one of :data:`DATASETS`).
 
-    ``seed`` drives the synthetic tasks, the digits split and the CIFAR shuffle; MNIST-type data keep
-    their canonical order.  Extra keywords go to the loader (e.g. ``n_train``, ``n_test``,
-    ``test_fraction``, ``verify``, ``cache_dir``); ``n_train`` / ``n_test`` are honoured for every
-    data set (for digits and the IDX sets through :meth:`Dataset.subset`).
+    ``seed`` drives the synthetic tasks, the digits split and the shuffle of the lossy CIFAR-10
+    stand-in; MNIST-type data and the original CIFAR-10/100 keep their files' order.  Extra keywords go
+    to the loader (e.g. ``n_train``, ``n_test``, ``test_fraction``, ``verify``, ``cache_dir``);
+    ``n_train`` / ``n_test`` are honoured for every data set (for digits, the IDX sets and
+    CIFAR-10/100 through :meth:`Dataset.subset`).
     """
     kw = {k: v for k, v in kw.items() if not (k in ("n_train", "n_test") and v is None)}
     if name == "lillicrap-linear":
         return lillicrap_linear(seed=seed, **kw)
     if name == "lillicrap-nonlinear":
         return lillicrap_nonlinear(seed=seed, **kw)
-    if name == "cifar10":
+    if name == "cifar10-lossy":
         return cifar10_standin(data_dir=data_dir, seed=seed, **kw)
-    if name in ("digits", "mnist", "fashion-mnist"):
+    if name in ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100"):
         n_train, n_test = kw.pop("n_train", None), kw.pop("n_test", None)
-        ds = digits(seed=seed, **kw) if name == "digits" else load_idx_dataset(name, data_dir, **kw)
+        if name == "digits":
+            ds = digits(seed=seed, **kw)
+        elif name in CIFAR_LAYOUTS:
+            ds = load_cifar(name, data_dir, **kw)
+        else:
+            ds = load_idx_dataset(name, data_dir, **kw)
         return ds if n_train is None and n_test is None else ds.subset(n_train, n_test)
     raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}")
 

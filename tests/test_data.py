@@ -216,7 +216,7 @@ def test_digits():
 
 def test_load_dataset_dispatch_and_unknown_name():
     assert D.DATASETS == ("lillicrap-linear", "lillicrap-nonlinear", "digits", "mnist", "fashion-mnist",
-                          "cifar10")
+                          "cifar10", "cifar100", "cifar10-lossy")
     ds = D.load_dataset("lillicrap-linear", seed=2, n_train=5, n_test=3)
     np.testing.assert_array_equal(ds.x_train, D.lillicrap_linear(n_train=5, n_test=3, seed=2).x_train)
     assert D.load_dataset("digits", n_train=100).n_train == 100
@@ -270,6 +270,7 @@ def test_cifar10_standin_small(tmp_path):
     assert ds.lossy and "JPEG" in ds.note and "not CIFAR-10" in ds.note.replace("Not", "not")
     assert ds.n_in == 3072 and ds.n_classes == 10
     assert len(np.unique(ds.y_train)) > 3  # shuffled, not the npz's class-sorted order
-    again = D.load_dataset("cifar10", data_dir=npz.parent, n_train=50, n_test=20, cache_dir=tmp_path)
+    assert ds.name == "cifar10-lossy"
+    again = D.load_dataset("cifar10-lossy", data_dir=npz.parent, n_train=50, n_test=20, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.x_train, ds.x_train)
     np.testing.assert_array_equal(again.y_test, ds.y_test)

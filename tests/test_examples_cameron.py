@@ -131,17 +131,18 @@ def test_results_mnist_quick(tmp_path, shared_data):
     assert max(fb["rel_dist_target"]) < 0.5 and max(fb["mp_axa"]) < 0.15
 
 
-def test_results_cifar10_small(tmp_path, shared_data):
+def test_results_cifar10_lossy_small(tmp_path, shared_data):
     """The CIFAR-10 stand-in path (per-task η): the loss falls and RF's feedback learns (the error does
     not move in 1000 images)."""
     mod = _load("results")
-    mod.main(["--task", "cifar10", "--quick", "--n-train", "1000", "--out", str(tmp_path),
+    mod.main(["--task", "cifar10-lossy", "--quick", "--n-train", "1000", "--out", str(tmp_path),
               "--data-dir", str(shared_data)])
-    assert (tmp_path / "results_cifar10.png").stat().st_size > 0
-    res = json.loads((tmp_path / "results_cifar10.json").read_text())
+    assert (tmp_path / "results_cifar10-lossy.png").stat().st_size > 0
+    res = json.loads((tmp_path / "results_cifar10-lossy.json").read_text())
     p = res["params"]
-    assert p["task"] == "cifar10" and p["sizes"] == list(mod.TASKS["cifar10"]["sizes"]) and p["n_train"] == 1000
-    assert p["rule_lr"] == mod.TASKS["cifar10"]["rule_lr"]
+    assert p["task"] == "cifar10-lossy" and p["n_train"] == 1000
+    assert p["sizes"] == list(mod.TASKS["cifar10-lossy"]["sizes"])
+    assert p["rule_lr"] == mod.TASKS["cifar10-lossy"]["rule_lr"]
     _check_results_structure(mod, res, n_hidden=3)
     runs = res["runs"]
     # the test error does not move at this size, but the MSE does (seeds 0–2: bp 5–18 %, fa 14–19 %,

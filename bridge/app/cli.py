@@ -310,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("train", help="train one network with one rule")
-    t.add_argument("--task", help="lillicrap-linear lillicrap-nonlinear digits mnist fashion-mnist cifar10")
+    t.add_argument("--task", help="lillicrap-linear lillicrap-nonlinear digits mnist fashion-mnist cifar10 cifar100 "
+                   "cifar10-lossy (the lossy JPEG stand-in, not CIFAR-10)")
     t.add_argument("--rule", help="bp fa frfb dfa urfb pbp ndi (and di np rf)")
     t.add_argument("--sizes", type=_sizes, help="layer sizes of --arch mlp, e.g. 30-20-10")
     t.add_argument("--arch", help="mlp (default; --sizes), amit-simpnet, amit-deepnet, amit-deepernet, amit-deepnet-s, "

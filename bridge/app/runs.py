@@ -336,6 +336,9 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
     seconds = state.seconds
     summary = {"rule": cfg.rule, "task": cfg.task, "seed": cfg.seed, "sizes": list(cfg.sizes), "status": status,
                "final": _final(history, seconds)}
+    if getattr(data, "lossy", False):  # a stand-in: say so wherever the numbers go
+        summary["lossy"] = True
+        summary["data_note"] = getattr(data, "note", "")
     if message is not None:
         summary["message"] = message
         summary["diverged_at_step"] = state.step

@@ -9,12 +9,12 @@ units).  ``rf-exact`` uses the exact ``W_l⁺`` (pseudobackprop) as a control.
 Layer sizes are not given on the poster; ours are contracting (the poster's condition for the
 pseudoinverse recursion): MNIST 784-256-128-64-32-10 (5 weight layers), CIFAR 3072-512-256-128-10
 (4 weight layers).  Loss: the poster's global squared error ½‖h_L − h_L*‖² on one-hot targets; tanh
-hidden units, linear outputs, plain SGD.  CIFAR-10 here is the lossy JPEG-q75 stand-in from
-``../shared/data`` (fine for relative comparisons, not for absolute CIFAR-10 claims).
+hidden units, linear outputs, plain SGD.  The CIFAR task here is ``cifar10-lossy``, the lossy JPEG-q75
+stand-in from ``../shared/data`` (fine for relative comparisons, not for absolute CIFAR-10 claims).
 
 Poster: RF reaches BP's asymptotic error and converges faster than FA on both tasks.
 
-Run ``python examples/Cameron_2025/results.py [--task mnist|cifar10] [--quick] [--out DIR] [--data-dir DIR]``.
+Run ``python examples/Cameron_2025/results.py [--task mnist|cifar10-lossy] [--quick] [--out DIR] [--data-dir DIR]``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ NAME = "results"
 
 TASKS = {
     "mnist": {"sizes": (784, 256, 128, 64, 32, 10), "n_train": 60000, "n_test": 10000, "epochs": 3, "lr": 0.05},
-    "cifar10": {"sizes": (3072, 512, 256, 128, 10), "n_train": 50000, "n_test": 10000, "epochs": 3, "lr": 0.01,
+    "cifar10-lossy": {"sizes": (3072, 512, 256, 128, 10), "n_train": 50000, "n_test": 10000, "epochs": 3, "lr": 0.01,
                 "rule_lr": {"rf": 0.003, "rf-exact": 0.003}},
 }
 
