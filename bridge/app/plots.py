@@ -69,3 +69,17 @@ def save_figure(path, plot_fn, results, *, nrows: int = 1, ncols: int = 1, figsi
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def mean_sd(values) -> dict:
+    """``{"mean", "sd", "n"}`` of finite values; sd with ddof 1 (the sample sd), 0 for n = 1, NaN for
+    n = 0.  The one mean ± sd of the package's tables and plots."""
+    import math
+
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    n = len(v)
+    if n == 0:
+        return {"mean": math.nan, "sd": math.nan, "n": 0}
+    m = sum(v) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) if n > 1 else 0.0
+    return {"mean": m, "sd": sd, "n": n}
