@@ -356,6 +356,7 @@ def _plt():
 
 
 def _raster(ax, mon, n_units, n_per, units, t_max_s, title):
+    units = list(units)
     t = np.asarray(mon.t[:]) * 1.0
     i = np.asarray(mon.i[:])
     for row, u in enumerate(units):
@@ -364,7 +365,8 @@ def _raster(ax, mon, n_units, n_per, units, t_max_s, title):
             sel = (i >= lo) & (i < lo + n_per)
             y = row * 2 * n_per + pol * n_per + (i[sel] - lo)
             ax.plot(t[sel], y, "|", ms=2, color=colour)
-    ax.set(xlim=(0, t_max_s), title=title, xlabel="time (s)", ylabel="neuron (ON red / OFF blue)")
+    ax.set(xlim=(0, t_max_s), ylim=(-1, 2 * n_per * len(units)), xlabel="time (s)", ylabel="neuron (ON red / OFF blue)")
+    ax.set_title(title, fontsize=9)
 
 
 @register_demo("spiking-output-error")
@@ -403,6 +405,7 @@ def demo_output_error(out: Path, seed: int = 0) -> list[Path]:
         axes[2, col].grid(alpha=0.3)
     axes[2, 0].legend(fontsize=7)
     fig.suptitle(f"Spiking output error circuit (Amit App. 1), M={p.M:g}, μ={p.mu:g}, ε={p.epsilon:g}; "
+                 f"N={c.n_per}/polarity, window {float(c.window) * 1e3:g} ms;\n"
                  f"read e = {c.signal().ravel().round(2).tolist()} (eq. 6: "
                  f"{P.Hinge(p.mu).teaching(h, labels).ravel().tolist()})")
     fig.tight_layout()
