@@ -579,7 +579,7 @@ class SpikingController(_Circuit):
     mean is exactly ``B u/τ``.  The populations fire at ``ν·[±state]₊``; averaged over the noise, the
     dynamics are the rate controller's (:func:`circuits.controller.build_controller`), with the
     same fixed point (NDI's closed form, eq. 10).  ``target`` is δ_l in the paper's sign, as in
-    :mod:`circuits.controller`.
+    :mod:`circuits.controller`, so the code-generation target is the keyword ``codegen`` here.
     """
 
     def __init__(self, W, B, target, alpha: float = 0.2, *, n_per: int = 50, nu_delta=None, nu_u=None, tau=None,

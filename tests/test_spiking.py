@@ -157,3 +157,14 @@ def test_output_error_demo_saves_plot(tmp_path):
 def test_other_demos_save_plots(tmp_path, name):
     paths = DEMOS[name](tmp_path, 0)
     assert paths and all(p.exists() for p in paths)
+
+
+@pytest.mark.slow
+def test_cython_target_gives_the_same_spikes_as_numpy():
+    # compiles once (~1 min), then Brian2's cache in ~/.cython/brian_extensions serves it
+    out = []
+    for target in ("cython", "numpy"):
+        c = CS.SpikingShutdown([1.0, -1.5, 0.5], [0.0, 2.0, -3.0], K=4.0, n_per=10, window=40 * b2.ms, target=target,
+                               name="cy").run()
+        out.append(np.concatenate(c.decoded()))
+    assert np.array_equal(out[0], out[1])
