@@ -18,6 +18,7 @@ import brian2 as b2  # noqa: E402
 import circuits.spiking as CS  # noqa: E402
 from bridge.checks import spiking as SC  # noqa: E402
 from bridge.registry import CHECKS, DEMOS, CheckOptions, load  # noqa: E402
+from circuits._brian import codegen_target  # noqa: E402
 
 pytestmark = [pytest.mark.brian2, pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing")]
 
@@ -116,7 +117,8 @@ def test_handles_hold_brian2_objects_and_two_circuits_share_one_network():
     rate = b2.PopulationRateMonitor(a.gated_pop, name="left_rate")
     net = b2.Network(*a.network.objects, *b.network.objects, rate)
     b2.seed(0)
-    net.run(80 * b2.ms, namespace={})  # each object carries its own namespace (K differs)
+    with codegen_target("numpy"):
+        net.run(80 * b2.ms, namespace={})  # each object carries its own namespace (K differs)
     a.windows_run = b.windows_run = 2
     ca, ga = a.decoded()
     cb, gb = b.decoded()

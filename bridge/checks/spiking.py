@@ -309,6 +309,7 @@ def convergence_errors(seed: int = 0, grid=CONV_GRID, units: int = CONV_UNITS):
     """Normalised RMS decoding error of the ON/OFF code for each (N, T): RMS of (x̂ − x)/sqrt(|x|/ν)."""
     import brian2 as b2
 
+    from circuits._brian import codegen_target
     from circuits.spiking import decode_windows, link_to_node, signed_population, window_counts
 
     _quiet()
@@ -325,7 +326,8 @@ def convergence_errors(seed: int = 0, grid=CONV_GRID, units: int = CONV_UNITS):
         pop = signed_population(units, n_per, nu=nu, name=f"spk_conv{k}", dt=dt, rng=rng)
         link_to_node(pop, node)
         mon = b2.SpikeMonitor(pop, name=f"spk_conv{k}_spikes")
-        b2.Network(node, pop, mon, name=f"spk_conv{k}_net").run(T, namespace={})
+        with codegen_target("numpy"):
+            b2.Network(node, pop, mon, name=f"spk_conv{k}_net").run(T, namespace={})
         xh = decode_windows(window_counts(mon, pop.N, T, 1, dt)[0], units, n_per, nu, T)
         out.append(float(np.sqrt(np.mean((xh - x) ** 2 / (np.abs(x) / CONV_NU)))))
     nt = np.array([n * t * 1e-3 for n, t in grid])
