@@ -170,3 +170,26 @@ def test_cython_target_gives_the_same_spikes_as_numpy():
                                name="cy").run()
         out.append(np.concatenate(c.decoded()))
     assert np.array_equal(out[0], out[1])
+
+
+def test_spiking_layered_learns_with_mirrored_increments():
+    from bridge.data import digits
+    from circuits.spiking_layered import SpikingLayered
+
+    data = digits(seed=0)
+    W0, R0, _, _ = SC.PA.random_init((64, 30, 10), np.random.default_rng(1))
+    c = SpikingLayered((64, 30, 10), [w.copy() for w in W0], [r.copy() for r in R0], eta=0.02, seed=0, chunk=4)
+    h = c.train(data.x_train[:4].astype(float), data.y_train[:4])
+    Ws, Rs = c.weights()
+    assert h.shape == (4, 10)
+    for W, R, Wi, Ri in zip(Ws, Rs, W0, R0):
+        assert np.linalg.norm(W - Wi) / np.linalg.norm(Wi) > 0.01  # the weights moved
+        # URFB: both weights received the same increments, so R − Wᵀ is unchanged (to round-off)
+        assert np.max(np.abs((R - W.T) - (Ri - Wi.T))) < 1e-12
+
+
+@pytest.mark.slow
+def test_spiking_layered_digits_error_beside_the_rate_circuit():
+    res = SC.layered_digits(0)
+    assert res["spiking"][-1] < res["spiking"][0] - 0.25  # learns: test error falls by > 25 points
+    assert abs(res["spiking"][-1] - res["rate"][-1]) < 0.15

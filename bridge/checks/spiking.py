@@ -479,3 +479,68 @@ def demo_hebbian(out: Path, seed: int = 0) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [path]
+
+
+# =============================================================================================
+# the spiking layered network on digits, beside the rate circuit
+# =============================================================================================
+
+LAYERED = dict(sizes=(64, 30, 10), eta=0.02, n_train=300, n_test=400, every=100)
+
+
+def layered_digits(seed: int = 0, n_train: int | None = None, every: int | None = None, n_test: int | None = None):
+    """Train :class:`circuits.spiking_layered.SpikingLayered` and :class:`circuits.amit.LayeredCircuit`
+    online on the same digits from the same W₀, R₀ (URFB, η = 0.02); return a dict with the test
+    errors (matrix forward of the learned weights) after every ``every`` examples, and both final
+    weight sets."""
+    from circuits.amit import LayeredCircuit
+    from circuits.spiking_layered import SpikingLayered
+    from plasticity.network import forward
+
+    from ..data import digits
+
+    _quiet()
+    cfg = dict(LAYERED)
+    n_train, every, n_test = n_train or cfg["n_train"], every or cfg["every"], n_test or cfg["n_test"]
+    d = digits(seed=seed)
+    X, y = d.x_train[:n_train].astype(np.float64), d.y_train[:n_train]
+    Xt, yt = d.x_test[:n_test].astype(np.float64), d.y_test[:n_test]
+    sizes = cfg["sizes"]
+    W0, R0, _, _ = PA.random_init(sizes, np.random.default_rng(seed + 1))
+
+    def err(Ws):
+        return float(np.mean(np.argmax(forward(Ws, None, Xt, PA.default_transfers(2)).output, 1) != yt))
+
+    rate = LayeredCircuit(sizes, [w.copy() for w in W0], [r.copy() for r in R0], cfg["eta"], 1.0, 1.0)
+    spk = SpikingLayered(sizes, [w.copy() for w in W0], [r.copy() for r in R0], cfg["eta"], seed=seed, chunk=every)
+    seen, e_rate, e_spk = [0], [err(W0)], [err(W0)]
+    for start in range(0, n_train, every):
+        sl = slice(start, min(start + every, n_train))
+        rate.train(X[sl], y[sl])
+        spk.train(X[sl], y[sl])
+        seen.append(sl.stop)
+        e_rate.append(err(rate.weights()[0]))
+        e_spk.append(err(spk.weights()[0]))
+    return {"seen": seen, "rate": e_rate, "spiking": e_spk, "W0": W0, "R0": R0, "rate_weights": rate.weights(),
+            "spiking_weights": spk.weights(), "n_test": len(yt)}
+
+
+@register_demo("spiking-layered")
+def demo_layered(out: Path, seed: int = 0) -> list[Path]:
+    """Test error of the spiking 64-30-10 network learning digits online (URFB) beside the rate circuit."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = layered_digits(seed)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(res["seen"], res["rate"], "o-", label="rate circuit (circuits.amit.LayeredCircuit)")
+    ax.plot(res["seen"], res["spiking"], "s-", label="spiking (circuits.spiking_layered)")
+    ax.set(xlabel="examples seen (online, one pass)", ylabel=f"test error ({res['n_test']} digits)",
+           title="64-30-10 on digits, URFB, η = 0.02", ylim=(0, 1))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "spiking_layered_digits.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
