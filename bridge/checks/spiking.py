@@ -30,7 +30,9 @@ Checks (``credit crossval``):
   N·T over a 64× range, fitted log-log slope −0.5 ± 0.1.
 
 Demos (``credit circuit``): ``spiking-output-error``, ``spiking-controller``, ``spiking-hebbian``
-(rasters and decoded-vs-rate plots).
+(rasters and decoded-vs-rate plots) and ``spiking-layered`` (test error of the spiking 64-30-10
+network learning digits online beside the rate circuit's, :func:`layered_digits`; not a crossval
+row: the two learn through different noise, so their difference has no counting-statistics bound).
 """
 
 from __future__ import annotations
