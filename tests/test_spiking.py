@@ -83,6 +83,14 @@ def test_controller_check_fails_when_w_is_scaled(monkeypatch):
     assert not rows[0].passed and not rows[1].passed
 
 
+def test_convergence_check_fails_when_the_decoder_ignores_the_window(monkeypatch):
+    # a decoder that normalises every count by the shortest window: the error then grows with T
+    real = CS.decode_windows
+    monkeypatch.setattr(CS, "decode_windows", lambda c, n, k, nu, T: real(c, n, k, nu, 50 * b2.ms))
+    (row,) = _rows("spiking-convergence")
+    assert not row.passed
+
+
 # ------------------------------------------------------------------------ circuits and handles
 def test_on_off_decoding():
     counts = np.array([[3, 1, 0, 0, 0, 2, 1, 1]], dtype=float)  # 2 units × (ON, OFF) × 2 neurons
