@@ -691,8 +691,9 @@ class SpikingController(_Circuit):
 
 
 __all__ = [
-    "POP_EQS", "THRESHOLD", "RESET", "METHOD", "COUNT_ON_PRE", "SIGMA_T_SPIKING", "HEBB_EQS", "HEBB_ON_PRE",
-    "HEBB_ON_POST", "CTRL_DELTA_NODE", "CTRL_U_NODE", "signed_population", "link_to_node", "windowed_node",
+    "POP_EQS", "THRESHOLD", "RESET", "METHOD", "COUNT_ON_PRE", "COUNT_T_ON_PRE", "SHUT_ON_PRE", "SIGMA_T_SPIKING",
+    "HEBB_EQS", "HEBB_ON_PRE", "HEBB_ON_POST", "CTRL_DELTA_NODE", "CTRL_U_NODE", "CTRL_FB_ON_PRE", "CTRL_FF_ON_PRE",
+    "signed_population", "link_to_node", "windowed_node",
     "count_synapses", "window_counts", "decode_windows", "pair_kernel_integral", "SpikingOutputError",
     "SpikingShutdown", "SpikingHebbian", "SpikingController", "ControllerNoise",
 ]
