@@ -7,6 +7,9 @@ the duration of its runs (:func:`circuits._brian.codegen_target`).
 
 * :mod:`circuits.amit` — Amit (2021): output error circuit (App. 1, Fig. 14), feedback shut-down
   (eq. 3), mirrored Hebbian synapses (URFB/FRFB) and the online layered circuit (Remark 1, Fig. 15).
+* :mod:`circuits.spiking` — spiking twins (Poisson integrate-and-fire ON/OFF populations) of the
+  Amit App. 1 circuits, of the mirrored synapses and of the DI controller (Podlaski & Machens);
+  :mod:`circuits.spiking_layered` — a small spiking layered network learning online (URFB).
 """
 
 from ._brian import (

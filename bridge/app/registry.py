@@ -16,9 +16,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-CHECK_MODULES = ["bridge.checks.core", "bridge.checks.conv",
-                 "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
-DEMO_MODULES = ["bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
+CHECK_MODULES = ["bridge.checks.core", "bridge.checks.conv", "bridge.checks.amit", "bridge.checks.inversion",
+                 "bridge.checks.learned", "bridge.checks.spiking"]
+DEMO_MODULES = ["bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned", "bridge.checks.spiking"]
 BENCH_MODULES = ["bridge.app.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
 
 CHECKS: dict[str, Callable] = {}
