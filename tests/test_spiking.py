@@ -16,8 +16,8 @@ pytest.importorskip("brian2")
 import brian2 as b2  # noqa: E402
 
 import circuits.spiking as CS  # noqa: E402
-from bridge.checks import spiking as SC  # noqa: E402
 from bridge.app.registry import CHECKS, DEMOS, CheckOptions, load  # noqa: E402
+from bridge.checks import spiking as SC  # noqa: E402
 from circuits._brian import codegen_target  # noqa: E402
 
 pytestmark = [pytest.mark.brian2, pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing")]
