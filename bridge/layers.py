@@ -231,7 +231,9 @@ class FeedbackLinear(FeedbackLayer):
                     random_mask(R.shape, feedback_sparsity, _np_rng(generator)), dtype=dtype)
                 R = R * self.feedback_mask
             if self.rule.feedback == "learned":
-                self.feedback = nn.Parameter(R)
+                # stored in W's memory order (R is Wᵀ-shaped): the mirrored increment ε ΔWᵀ and R then have
+                # the same strides, so the optimizer's update runs over contiguous memory
+                self.feedback = nn.Parameter(R.T.contiguous().T)
             else:
                 self.register_buffer("feedback", R)
         else:

@@ -44,7 +44,7 @@ def test_spiking_check_passes(name):
 
 
 def test_crossval_cli_lists_and_runs_a_spiking_row(tmp_path):
-    from bridge.cli import main
+    from bridge.app.cli import main
 
     path = tmp_path / "x.json"
     rc = main(["crossval", "--only", "spiking-feedback-gate", "--json", str(path), "--quiet"])

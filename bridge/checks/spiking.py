@@ -231,7 +231,7 @@ def run_controller_pair(seed: int = 0, n_per: int | None = None, **over):
     """The spiking controller and its rate twin on the same W, B, target; returns both and the rate trajectory."""
     import brian2 as b2
 
-    from circuits.controller import build_controller
+    from circuits.controller import TAU, build_controller
     from circuits.spiking import SpikingController
 
     _quiet()
@@ -243,7 +243,8 @@ def run_controller_pair(seed: int = 0, n_per: int | None = None, **over):
     total = (s["settle_s"] + s["average_s"]) * b2.second
     sc.run(total)
     steps = int(round(float(total / dt)))
-    rate = build_controller(W, B, t[None], "linear", s["alpha"], float(dt / tau)).run(steps)
+    # the rate twin in the paper's step units (its own τ is TAU): the same dt/τ
+    rate = build_controller(W, B, t[None], "linear", s["alpha"], float(dt / tau) * TAU).run(steps)
     return sc, rate, s
 
 
