@@ -95,3 +95,14 @@ def test_run_main_job_small(tmp_path, capsys):
     s = json.loads((out / "summary.json").read_text())
     assert set(s["rules"]) == {"bp", "fa"}
     assert (out / "figures" / "loss.png").exists() and (out / "fa" / "summary.json").exists()
+
+
+def test_run_twice_needs_overwrite_and_reproduce_returns_an_int(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["run", "--rules", "bp", "fa", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 2 and "already holds results" in capsys.readouterr().err
+    (out / "stray.txt").write_text("left from before")
+    assert main(args + ["--overwrite"]) == 0
+    assert not (out / "stray.txt").exists() and (out / "summary.json").is_file()
+    assert main(["reproduce"]) == 0 and "Amit_2021/cifar" in capsys.readouterr().out

@@ -71,8 +71,19 @@ def cmd_run(args) -> int:
     registry.load_rules()
     rules = args.rules or [r for r in RUN_ORDER if r in RULES]
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.overwrite:
+            raise ValueError(f"--out {out} already holds results; choose another --out or pass --overwrite")
+        if not (out / "summary.json").is_file():
+            raise ValueError(f"--overwrite: {out} is not a credit run folder (no summary.json); not removing it")
+        import shutil
+
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, histories, summaries = [], {}, {}
+    _warm_up()  # so that the first rule's seconds do not include torch's one-time start-up
     for name in rules:
         cfg = TrainConfig(task=args.task, rule=name, epochs=args.epochs, seed=args.seed,
                           out=str(out / name), quiet=args.quiet, evals_per_epoch=1)
@@ -90,8 +101,22 @@ def cmd_run(args) -> int:
     (out / "summary.json").write_text(json.dumps({"task": args.task, "seed": args.seed, "rules": summaries}, indent=2))
     print()
     _print_table(rows, ["rule", "test_loss", "test_error", "angle_bp_deg (mean)", "seconds"])
+    one_hidden = len(summaries[rules[0]]["sizes"]) == 3 if rules else False
+    if one_hidden and len({"fa", "frfb", "dfa"} & set(rules)) > 1:
+        print("\nnote: with one hidden layer fa, frfb and dfa are the same rule (the hidden layer receives R e from "
+              "the output error; same seed, same R), so their rows are identical.")
     print(f"\nresults: {out}/ (summary.json, figures/*.png, one folder per rule)")
     return 0
+
+
+def _warm_up():
+    import torch
+
+    from ..losses import TeachingLoss
+    from ..network import FeedbackMLP
+
+    m = FeedbackMLP((8, 4, 2), "bp", generator=torch.Generator().manual_seed(0))
+    TeachingLoss("ce")(m(torch.zeros(2, 8)), torch.tensor([0, 1])).backward()
 
 
 # --------------------------------------------------------------------------------------- train
@@ -219,7 +244,12 @@ def cmd_crossval(args) -> int:
 
 # ----------------------------------------------------------------------------------- reproduce
 def _examples_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "examples"
+    """``$CREDIT_EXAMPLES_DIR``, the checkout's examples/ (editable install), or ./examples."""
+    env = os.environ.get("CREDIT_EXAMPLES_DIR")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "examples"
+    return beside if beside.is_dir() else Path.cwd() / "examples"
 
 
 def _reproductions() -> dict:
@@ -240,10 +270,12 @@ def cmd_reproduce(args) -> int:
     if args.name is None or args.name not in found:
         if args.name is not None:
             print(f"unknown reproduction {args.name!r}", file=sys.stderr)
-        print("available: " + (", ".join(found) or f"none (no examples/ folder beside {Path(__file__).parent})"))
+        print("available: " + (", ".join(found) or f"none (no examples/ folder at {_examples_dir()}; run from the "
+                                                     "checkout or set $CREDIT_EXAMPLES_DIR)"))
         return 0 if args.name is None else 2
     mod = runpy.run_path(str(found[args.name]), run_name="credit_reproduce")
-    return int(mod["main"](args.rest) or 0)
+    rc = mod["main"](args.rest)
+    return rc if isinstance(rc, int) else 0
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -307,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--overwrite", action="store_true", help="replace an earlier credit run in --out")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("train", help="train one network with one rule")
