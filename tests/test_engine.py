@@ -136,7 +136,7 @@ def test_resume_after_interrupt_is_bit_identical(rule, tmp_path, monkeypatch):
 
     monkeypatch.setattr(BT, "training_step", interrupting)
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=f"continue with  credit train --resume {out}"):
         run_experiment(_cfg(rule, out=str(out), **kw))
     monkeypatch.setattr(BT, "training_step", real)
     res = run_experiment(_cfg(rule, out=str(out), **kw), resume=True)

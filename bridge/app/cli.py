@@ -438,8 +438,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"credit {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"credit {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"credit {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

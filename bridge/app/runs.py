@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,10 +324,10 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
                         log=None if lines is None else log, state=state, on_epoch=checkpoint)
     except Diverged as e:
         status, message, history = "diverged", str(e), state.history
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if out is not None:
-            print(f"interrupted at step {state.step}; {out} holds the checkpoint of epoch {state.epoch}: "
-                  f"continue with  credit train --resume {out}", file=sys.stderr)
+            raise Interrupted(f"interrupted at step {state.step}; {out} holds the checkpoint of epoch {state.epoch}: "
+                              f"continue with  credit train --resume {out}") from e
         raise
     finally:
         if lines is not None:
@@ -350,6 +349,10 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
     summary["history"] = history
     summary["model"] = model
     return summary
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run that has a results folder; the message says how to resume it."""
 
 
 def load_run(path) -> tuple[FeedbackMLP, TrainConfig]:
