@@ -78,6 +78,7 @@ M_l (S9)               :func:`system_matrix`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -94,7 +95,8 @@ CHAINS = ("sequential", "repeat-layer", "single-loop")
 ARCHITECTURES = ("controller", "expanding")
 METHODS = ("euler", "steady")
 INITS = ("tr", "random")
-AROUND = ("zero", "activity")
+AROUND = ("zero", "activity", "gated")
+CAP_CHAINS = ("capped", "uncapped")
 #: Explicit Euler of eq. 5 has the factor (1 − dt) on δ; dt ≤ 1 keeps that factor in [0, 1).
 DT_MAX = 1.0
 
@@ -806,6 +808,12 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
       ``W[g(a_{l−1} + δ_{l−1}) − g(a_{l−1})]`` at each example's forward pre-activation (see
       :class:`Around`), whose small-δ limit carries the ``g'(a)`` gate that eq. 14 lacks.  Needs the
       forward pass, so it acts in :meth:`reference_signals` (the engine's DI) only.
+      ``gated`` (the authors' later published code, not eq. 14): the controller runs with linear g and
+      its converged δ_{l−1} is then multiplied by g'(a_{l−1}) of the forward pass — a gated DI whose
+      fixed point is gated NDI, ``g'(a_{l−1}) ∘ B(WB − αI)⁻¹δ_l``; sequential chain only.
+    * ``cap_chain`` — with ``max_norm``: ``capped`` (default) — each layer's capped δ_{l−1} is what the
+      next layer inverts; ``uncapped`` (the authors' code) — the chain inverts the uncapped δ and only
+      each layer's teaching signal is capped.  §7.5.1 does not decide between them.
 
     ``gated = False``: no ``g'(a_{l−1})`` factor (§4.2).  Sign: the package's δ = −(paper's δ).
     """
@@ -822,6 +830,7 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
     max_norm: float | None = None
     stabilize: bool = True
     around: str = "zero"
+    cap_chain: str = "capped"
 
     name: ClassVar[str] = "di"
     feedback: ClassVar[str] = "fixed"
@@ -836,6 +845,12 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
         check_choice("method", self.method, METHODS)
         check_choice("init", self.init, INITS)
         check_choice("around", self.around, AROUND)
+        check_choice("cap_chain", self.cap_chain, CAP_CHAINS)
+        if self.around == "gated" and self.chain != "sequential":
+            raise ValueError("around='gated' (linear controller, then the g'(a) gate) is defined for "
+                             "chain='sequential' only")
+        if self.cap_chain == "uncapped" and self.chain != "sequential":
+            raise ValueError("cap_chain='uncapped' is defined for chain='sequential' only")
         s(self, "tol", check_range("tol", self.tol, 0.0, 1.0, lo_open=True))
         ms = check_range("max_steps", self.max_steps, 1, 1e9)
         if ms != int(ms):
@@ -854,6 +869,11 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
     def operator(self, W, R):
         """Linear-g steady-state operator (eq. 10), identical to NDI's ``M_l``."""
         return NDI(alpha=self.alpha).operator(W, R)
+
+    def _invert_uncapped(self, W, R, target, g):
+        if self.max_norm is None:
+            return self.invert(W, R, target, g)
+        return dataclasses.replace(self, max_norm=None).invert(W, R, target, g)
 
     def invert(self, W, R, target, g="linear"):
         """One layer's inversion of ``target`` (n, d_l), **paper sign**, by ``method``."""
@@ -879,7 +899,7 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
         ``around="activity"`` (g around the forward pre-activation, which a single layer does not
         see) it likewise returns the linear-g steady state.
         """
-        if self.transfer is None or self.around == "activity":  # the latter needs the forward pass
+        if self.transfer is None or self.around in ("activity", "gated"):  # these need the forward pass
             return self._cap(delta @ self.operator(W, R).T)
         return -self.invert(W, R, -delta, self.transfer)
 
@@ -890,14 +910,27 @@ class DI(Rule, NetworkRule, InitialisedFeedback):
         when ``transfer`` is set, that g in every layer's inversion (``transfer="linear"``: the
         linear steady state of eq. 10 without NDI's g'(a) gate)."""
         gs = [get_transfer(self.transfer or t) for t in transfers]
+        gates = None
         if self.around == "activity":  # each layer's g around its own forward pre-activation
             gs = [Around(g, a) for g, a in zip(gs, fwd.As)]
+        elif self.around == "gated":  # linear controller, then the forward pass's g'(a) (authors' code)
+            gates = [g.gate(a) for g, a in zip(gs, fwd.As)]
+            gs = [get_transfer("linear")] * len(gs)
         L = len(Ws)
         deltas = [None] * L
         deltas[-1] = delta_L
         if L == 1:
             return deltas
         tgt = -delta_L  # paper sign
+        if gates is not None or self.cap_chain == "uncapped":
+            for l in range(L - 1, 0, -1):
+                raw = self._invert_uncapped(Ws[l], Rs[l], tgt, gs[l - 1])
+                if gates is not None:
+                    raw = raw * gates[l - 1]
+                signal = self._cap(raw)
+                deltas[l - 1] = -signal
+                tgt = raw if self.cap_chain == "uncapped" else signal
+            return deltas
         if self.chain == "sequential" or (self.chain == "repeat-layer" and self.method == "steady") or L == 2:
             for l in range(L - 1, 0, -1):
                 tgt = self.invert(Ws[l], Rs[l], tgt, gs[l - 1])

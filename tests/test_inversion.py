@@ -471,3 +471,31 @@ def test_backward_sets_di_gradients():
         assert _rel(model.linears[l].bias.grad, -deltas[l].mean(0)) < 1e-10
     # Tr-Init happened: R_l = −W_l(0)ᵀ
     assert torch.equal(model.linears[2].feedback, -model.linears[2].weight.detach().T)
+
+
+def test_gated_variant_converges_to_gated_ndi_and_cap_chain_orders_differ():
+    """around='gated' (linear controller, then g'(a) of the forward pass — the authors' later code):
+    its fixed point is NDI's gated operator (eq. 10 with the g'(a) gate), float64 ≤ 1e-9; eq. 14's DI
+    is not.  cap_chain: 'uncapped' inverts the uncapped δ down the chain and caps only each teaching
+    signal — the top hidden layer's signal is the same either way, the lower ones differ."""
+    from plasticity import MSE, forward, output_signal, teaching_signals
+
+    rng = np.random.default_rng(3)
+    sizes = (6, 9, 8, 4)
+    Ws = [rng.normal(size=(sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]) for i in range(3)]
+    Rs = [None] + [-W.T for W in Ws[1:]]
+    x, y = rng.normal(size=(7, 6)), 0.5 * rng.normal(size=(7, 4))
+    tr = ["tanh", "tanh", "linear"]
+    fwd = forward(Ws, None, x, tr)
+    dL = output_signal(MSE(), fwd, y, "linear")
+    gated = DI(alpha=0.1, method="steady", around="gated").reference_signals(Ws, Rs, fwd, dL, tr)
+    ndi = teaching_signals(NDI(alpha=0.1), Ws, Rs, fwd, dL, tr)
+    plain = DI(alpha=0.1, method="steady").reference_signals(Ws, Rs, fwd, dL, tr)
+    for a, b, c in zip(gated[:-1], ndi[:-1], plain[:-1]):
+        assert _rel(a, b) < 1e-9 and _rel(c, b) > 1e-3
+    capped = DI(alpha=0.1, method="steady", max_norm=0.05).reference_signals(Ws, Rs, fwd, dL, tr)
+    unc = DI(alpha=0.1, method="steady", max_norm=0.05, cap_chain="uncapped").reference_signals(Ws, Rs, fwd, dL, tr)
+    assert _rel(capped[1], unc[1]) < 1e-12 and _rel(capped[0], unc[0]) > 1e-3
+    assert max(np.linalg.norm(d, axis=1).max() for d in unc[:-1]) <= 0.05 * (1 + 1e-12)
+    with pytest.raises(ValueError, match="sequential"):
+        DI(around="gated", chain="single-loop")
