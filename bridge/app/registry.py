@@ -19,7 +19,8 @@ from typing import Callable
 CHECK_MODULES = ["bridge.checks.core", "bridge.checks.conv", "bridge.checks.amit", "bridge.checks.inversion",
                  "bridge.checks.learned", "bridge.checks.spiking"]
 DEMO_MODULES = ["bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned", "bridge.checks.spiking"]
-BENCH_MODULES = ["bridge.app.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned"]
+BENCH_MODULES = ["bridge.app.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned",
+                 "bridge.checks.spiking_bench"]
 
 CHECKS: dict[str, Callable] = {}
 DEMOS: dict[str, Callable] = {}
