@@ -3,6 +3,7 @@ runs.csv, table.md (mean ± sd over seeds) and figures; each run equals credit t
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -186,3 +187,39 @@ def test_local_and_ray_give_the_same_numbers(swept, tmp_path):
     for r in ray_rows:
         assert {k: v for k, v in r.items() if k != "seconds"} == {k: v for k, v in local[r["key"]].items()
                                                                   if k != "seconds"}
+
+
+def test_a_run_caught_mid_way_continues_to_the_same_result(tmp_path, monkeypatch):
+    """What a rerun does with the folder of a run that Ctrl-C stopped after its first epoch."""
+    import importlib
+
+    loop = importlib.import_module("bridge.train")  # the module (bridge.train is also the function)
+    s = sw.parse_sweep({"task": "digits", "sizes": "64-16-10", "n_train": 64, "n_test": 64, "epochs": 2,
+                        "grid": {"rule": ["urfb"]}})
+    (run,) = sw.expand(s, tmp_path)
+    job = sw._job(run, threads=1)
+    real, steps = loop.training_step, []
+
+    def stop_in_epoch_two(*a, **k):
+        steps.append(1)
+        if len(steps) == 6:  # 4 steps per epoch
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "training_step", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_one(job)
+    monkeypatch.undo()
+    folder = Path(run.config.out)
+    assert torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
+    assert not (folder / "summary.json").exists()
+    assert sw.run_one(job)["status"] == "finished"
+    theirs = torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+    mine = run_experiment(dataclasses.replace(run.config, out=None), write=False)["model"].state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_help():
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--help"])
+    assert e.value.code == 0
