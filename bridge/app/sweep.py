@@ -305,7 +305,7 @@ def _ray(jobs, workers, threads, on_result, address=None):
                "MPLBACKEND": "Agg"}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env=None if address else {"env_vars": env},
-                 **({} if address else {"num_cpus": max(threads, (workers or os.cpu_count() or 1) * threads)}))
+                 **({} if address else {"num_cpus": max(threads, workers * threads if workers else os.cpu_count() or 1)}))
     remote = ray.remote(num_cpus=threads, max_retries=0)(run_one)
     queue, pending = list(jobs), {}
     limit = workers or len(queue)
