@@ -21,8 +21,9 @@ The sweep folder ``OUT`` holds::
     OUT/figures/*.png       test error and test loss against epoch, mean ± sd band per group
 
 ``<key>`` is a readable prefix (rule-seed-other grid values) and a hash of the resolved
-configuration, so a rerun recognises its finished runs (a folder with ``summary.json``) and skips
-them, continues interrupted ones from their last checkpoint, and runs the rest.  Each run is
+configuration, so a rerun recognises its done runs (a folder with ``summary.json``: finished, or
+diverged, which it would do again) and skips them, continues interrupted ones from their last
+checkpoint, and runs the rest (failed ones included).  Each run is
 deterministic given its resolved configuration, so the engine (``local`` worker processes or
 ``ray``) does not change the numbers.
 """
