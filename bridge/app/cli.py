@@ -179,6 +179,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- sweep
+def cmd_sweep(args) -> int:
+    from .sweep import main as sweep_main
+
+    return sweep_main(args.config, engine=args.engine, address=args.address, workers=args.workers, out=args.out,
+                      quiet=args.quiet)
+
+
 # ------------------------------------------------------------------------------------- circuit
 def cmd_circuit(args) -> int:
     registry.load(registry.DEMO_MODULES)
@@ -386,6 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    w = sub.add_parser("sweep", help="credit train over a grid of options (TOML), in parallel, resumable")
+    w.add_argument("config", help="TOML: fixed credit train options at the top level, [grid] OPTION = [values]; "
+                                  "optional threads = N (torch threads per run, default 1)")
+    w.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local: worker processes on this machine (default); ray: a Ray cluster "
+                        '(pip install "credit-circuits[sweep]")')
+    w.add_argument("--address", help="with --engine ray: join this running Ray cluster (default: start one "
+                                     "here); --out must then be on a file system the cluster shares")
+    w.add_argument("--workers", type=int, help="runs at once (default: local: CPU cores / threads; ray: "
+                                               "as the cluster's CPUs allow)")
+    w.add_argument("--out", help="sweep folder (default: the file's out, else runs/sweep-NAME); rerunning "
+                                 "into it skips finished runs")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("circuit", help="simulate one Brian2 circuit and save trace plots")
     c.add_argument("name", help="output-error, feedback-gate, layered, controller, recirculation, node-perturbation")

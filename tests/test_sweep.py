@@ -1,0 +1,225 @@
+"""``credit sweep``: a grid of credit train runs on worker processes (or Ray), resumable, with
+runs.csv, table.md (mean ± sd over seeds) and figures; each run equals credit train on its config."""
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from bridge.app import sweep as sw
+from bridge.app.cli import main
+from bridge.app.runs import TrainConfig, run_experiment
+
+# sizes 30-20-10 do not fit digits (64 inputs): those four runs fail inside run_experiment
+SWEEP = """
+task = "digits"
+n_train = 64
+n_test = 64
+epochs = 1
+[grid]
+rules = ["fa", "urfb"]
+seeds = [0, 1]
+sizes = ["64-16-10", "30-20-10"]
+"""
+
+
+def _rows(out):
+    with open(Path(out) / "runs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A sweep interrupted (Ctrl-C) after its first result, then rerun to the end (2 workers)."""
+    root = tmp_path_factory.mktemp("sweep")
+    cfg, out = root / "s.toml", root / "out"
+    cfg.write_text(SWEEP)
+    mp = pytest.MonkeyPatch()
+    calls = []
+    real = sw.write_table
+
+    def interrupt_after_first_result(*a, **k):
+        real(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:  # the first call writes the empty table before anything runs
+            raise KeyboardInterrupt
+
+    mp.setattr(sw, "write_table", interrupt_after_first_result)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            rc_interrupted = sw.main(cfg, workers=2, out=out, quiet=True)
+    finally:
+        mp.undo()
+    first = _rows(out)
+    summaries = {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in (out / "runs").glob("*/summary.json")}
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        rc = main(["sweep", str(cfg), "--out", str(out), "--workers", "2", "--quiet"])
+    return {"cfg": cfg, "out": out, "rc_interrupted": rc_interrupted, "first": first, "summaries": summaries,
+            "rc": rc, "interrupt_message": err.getvalue(), "said": said.getvalue(), "rows": _rows(out),
+            "record": (out / "sweep.json").read_text()}
+
+
+def test_interrupted_sweep_resumes_only_the_missing_runs(swept):
+    assert swept["rc_interrupted"] == 130 and len(swept["first"]) == 1
+    msg = swept["interrupt_message"].strip().splitlines()
+    assert len(msg) == 1 and "interrupted with 1 of 8 runs done" in msg[0] and "to resume" in msg[0]
+    n = len(swept["summaries"])
+    assert f"8 runs ({n} done before, {8 - n} now): 4 finished, 0 diverged, 4 failed" in swept["said"]
+    # folders that were complete when the sweep was interrupted were not run again
+    for key, (mtime, text) in swept["summaries"].items():
+        p = swept["out"] / "runs" / key / "summary.json"
+        assert p.stat().st_mtime_ns == mtime and p.read_text() == text
+    assert len(swept["rows"]) == 8
+    assert json.loads(swept["record"])["grid"]["rule"] == ["fa", "urfb"]
+
+
+def test_runs_csv_and_failed_runs(swept):
+    assert swept["rc"] == 3  # some runs failed
+    rows = swept["rows"]
+    assert [(r["rule"], r["seed"], r["sizes"]) for r in rows][:3] == [
+        ("fa", "0", "[64, 16, 10]"), ("fa", "0", "[30, 20, 10]"), ("fa", "1", "[64, 16, 10]")]
+    for r in rows:
+        assert set(r) >= {"key", "task", "lr", "batch_size", "epochs", "n_train", "test_error", "test_loss",
+                          "angle_bp_deg", "status", "error", "seconds"}
+        folder = swept["out"] / "runs" / r["key"]
+        assert r["key"].startswith(f"{r['rule']}-seed{r['seed']}-")
+        if r["sizes"] == "[30, 20, 10]":
+            assert r["status"] == "failed" and "do not fit task 'digits'" in r["error"]
+            assert r["test_error"] == "" and "\n" not in r["error"]
+            continue
+        s = json.loads((folder / "summary.json").read_text())
+        assert r["status"] == "finished" and r["error"] == ""
+        assert float(r["test_error"]) == s["final"]["test_error"]
+        assert float(r["seconds"]) == s["final"]["seconds"]
+        assert json.loads(r["angle_bp_deg"]) == s["final"]["angle_bp_deg"]
+        assert r["lr"] == "0.05" and r["batch_size"] == "16" and r["n_train"] == "64"  # the task's defaults
+
+
+def test_table_mean_sd_ddof1_per_group(swept):
+    table = (swept["out"] / "table.md").read_text()
+    assert "| rule | sizes | n | test_error |" in table
+    rows = swept["rows"]
+    for rule in ("fa", "urfb"):
+        errs = [float(r["test_error"]) for r in rows if r["rule"] == rule and r["status"] == "finished"]
+        assert len(errs) == 2 and errs[0] != errs[1]
+        cell = f"{statistics.mean(errs):.4g} ± {statistics.stdev(errs):.2g}"  # stdev: ddof 1
+        assert f"| {rule} | 64-16-10 | 2 | {cell} |" in table
+        assert f"| {rule} | 30-20-10 | 0 | - |" in table and "2 failed |" in table
+    assert (swept["out"] / "figures" / "test_error.png").stat().st_size > 0
+    assert (swept["out"] / "figures" / "test_loss.png").stat().st_size > 0
+
+
+def test_a_sweep_run_equals_credit_train(swept):
+    """Bit-identical on CPU: a run's final state_dict equals run_experiment on its config (a run the
+    interruption caught: it continued from its checkpoint, or started again)."""
+    torch.set_num_threads(1)  # as the sweep's workers
+    rows = [r for r in swept["rows"] if r["status"] == "finished" and r["key"] not in swept["summaries"]]
+    for r in rows[:1]:
+        folder = swept["out"] / "runs" / r["key"]
+        raw = json.loads((folder / "config.json").read_text())
+        cfg = TrainConfig(**{**raw, "sizes": tuple(raw["sizes"])})
+        mine = run_experiment(cfg, write=False)["model"].state_dict()
+        theirs = torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+        assert mine.keys() == theirs.keys()
+        for k in mine:
+            assert torch.equal(mine[k], theirs[k]), (r["key"], k)
+
+
+def test_the_key_is_the_resolved_config(tmp_path):
+    def one(**base):
+        return sw.expand(sw.parse_sweep({"task": "digits", **base, "grid": {"rule": ["fa"]}}), tmp_path)[0]
+
+    implicit = one()
+    assert implicit.key == one(lr=0.05, batch_size=16, seed=0).key  # the task's defaults, given or not
+    other = one(lr=0.1)
+    assert other.key != implicit.key and other.key.startswith("fa-seed0-")
+    assert one(data_dir="/elsewhere").key == implicit.key  # where the (checksummed) data lives is no part of it
+    with pytest.raises(ValueError, match="are the same run"):
+        sw.expand(sw.parse_sweep({"grid": {"rule": ["fa", "fa"]}}), tmp_path)
+
+
+def test_bad_sweep_files(tmp_path, capsys):
+    f = tmp_path / "s.toml"
+    f.write_text('rule = "fa"\nlearning_rate = 0.1\n')
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown keys" in err and "learning_rate" in err and "batch_size" in err and "grid" in err
+    f.write_text('[grid]\nrule = "fa"\n')
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o")]) == 2
+    assert "must be a non-empty list" in capsys.readouterr().err
+    f.write_text('epsilon = 0.5\n[grid]\nrule = ["urfb", "fa"]\n')  # fa has no epsilon: as credit train says
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "grid point rule=\"fa\"" in err and "epsilon" in err
+    f.write_text('[grid]\nrule = ["fa"]\n')
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o"), "--address", "x:1"]) == 2
+    assert "--engine ray" in capsys.readouterr().err
+
+
+def test_engine_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    f = tmp_path / "s.toml"
+    f.write_text('[grid]\nrule = ["fa"]\n')
+    assert main(["sweep", str(f), "--engine", "ray", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "credit-circuits[sweep]"' in err[0]
+
+
+@pytest.mark.slow  # starting Ray takes ~30 s on a busy two-core machine
+def test_local_and_ray_give_the_same_numbers(swept, tmp_path):
+    pytest.importorskip("ray")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP.replace('rules = ["fa", "urfb"]', 'rules = ["urfb"]').replace(', "30-20-10"', ""))
+    assert main(["sweep", str(cfg), "--engine", "ray", "--workers", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    local = {r["key"]: r for r in swept["rows"]}
+    ray_rows = _rows(tmp_path / "o")
+    assert len(ray_rows) == 2
+    for r in ray_rows:
+        assert {k: v for k, v in r.items() if k != "seconds"} == {k: v for k, v in local[r["key"]].items()
+                                                                  if k != "seconds"}
+
+
+def test_a_run_caught_mid_way_continues_to_the_same_result(tmp_path, monkeypatch):
+    """What a rerun does with the folder of a run that Ctrl-C stopped after its first epoch."""
+    import importlib
+
+    loop = importlib.import_module("bridge.train")  # the module (bridge.train is also the function)
+    s = sw.parse_sweep({"task": "digits", "sizes": "64-16-10", "n_train": 64, "n_test": 64, "epochs": 2,
+                        "grid": {"rule": ["urfb"]}})
+    (run,) = sw.expand(s, tmp_path)
+    job = sw._job(run, threads=1)
+    real, steps = loop.training_step, []
+
+    def stop_in_epoch_two(*a, **k):
+        steps.append(1)
+        if len(steps) == 6:  # 4 steps per epoch
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "training_step", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_one(job)
+    monkeypatch.undo()
+    folder = Path(run.config.out)
+    assert torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
+    assert not (folder / "summary.json").exists()
+    assert sw.run_one(job)["status"] == "finished"
+    theirs = torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+    mine = run_experiment(dataclasses.replace(run.config, out=None), write=False)["model"].state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_help():
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--help"])
+    assert e.value.code == 0
