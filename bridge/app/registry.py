@@ -20,7 +20,7 @@ CHECK_MODULES = ["bridge.checks.core", "bridge.checks.conv", "bridge.checks.amit
                  "bridge.checks.learned", "bridge.checks.spiking"]
 DEMO_MODULES = ["bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned", "bridge.checks.spiking"]
 BENCH_MODULES = ["bridge.app.bench", "bridge.checks.amit", "bridge.checks.inversion", "bridge.checks.learned",
-                 "bridge.checks.spiking_bench"]
+                 "bridge.checks.spiking_bench", "bridge.app.sweep"]
 
 CHECKS: dict[str, Callable] = {}
 DEMOS: dict[str, Callable] = {}

@@ -341,11 +341,11 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
     if message is not None:
         summary["message"] = message
         summary["diverged_at_step"] = state.step
-    if out is not None:
-        _atomic_text(out / "summary.json", json.dumps(jsonable(summary), indent=2))
+    if out is not None:  # summary.json last: its presence marks a complete results folder
         from .plots import plot_history
 
         plot_history({cfg.rule: history}, out / "figures", title=f"{cfg.task}")
+        _atomic_text(out / "summary.json", json.dumps(jsonable(summary), indent=2))
     summary["history"] = history
     summary["model"] = model
     return summary

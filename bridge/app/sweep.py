@@ -45,6 +45,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .registry import register_bench
 from .runs import CHECKPOINT, TrainConfig, _atomic_text, jsonable
 
 #: sweep-level options of the file (not part of any run's configuration)
@@ -594,3 +595,34 @@ def main(config, *, engine="local", address=None, workers=None, out=None, quiet=
             print(f"  {run.key}: {r['status']}: {r['error']}", file=sys.stderr)
     print(f"results: {out}/ (runs.csv, table.md, figures/, runs/)")
     return 0 if fin == n else 3
+
+
+@register_bench("sweep")
+def bench_sweep(opts) -> list[dict]:
+    """Throughput of the local engine: the same grid of single-threaded runs (digits 64-100-10, FA,
+    one run per seed) with 1 and with 2 worker processes, alternated; runs per second and the ratio
+    of the medians, with the load average before and after (other processes lower the ratio)."""
+    import statistics
+    import tempfile
+    import time
+
+    runs, epochs = (4, 5) if opts.quick else (8, 30)
+    rows, rate = [], {1: [], 2: []}
+    for _ in range(1 if opts.quick else 2):
+        for w in (1, 2):
+            sweep = parse_sweep({"task": "digits", "sizes": "64-100-10", "epochs": epochs, "n_train": 1024,
+                                 "threads": 1, "grid": {"rule": ["fa"], "seed": list(range(runs))}})
+            load0 = os.getloadavg()[0]
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                res = run_sweep(sweep, Path(tmp) / "s", workers=w, quiet=True)
+                wall = time.perf_counter() - t0
+            if res.count("finished") != runs:
+                raise RuntimeError("sweep bench: not every run finished")
+            rate[w].append(runs / wall)
+            rows.append({"name": f"sweep {runs} runs, {w} worker{'s' if w > 1 else ''} (load {load0:.1f} → "
+                                 f"{os.getloadavg()[0]:.1f})", "value": runs / wall, "unit": "runs/s", "ratio": None})
+    ratio = statistics.median(rate[2]) / statistics.median(rate[1])
+    rows.append({"name": f"sweep throughput, 2 workers / 1 worker ({os.cpu_count()} cores)", "value": ratio,
+                 "unit": "×", "ratio": ratio})
+    return rows
