@@ -8,7 +8,7 @@ import pytest
 
 from bridge.app.cli import main
 
-COMMANDS = ["run", "train", "circuit", "crossval", "reproduce", "bench"]
+COMMANDS = ["run", "train", "sweep", "circuit", "crossval", "reproduce", "bench"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -1,6 +1,6 @@
 """The ``credit`` command line (also ``python -m bridge``).
 
-Subcommands: ``run`` (the main job on embedded defaults), ``train``, ``circuit``, ``crossval``,
+Subcommands: ``run`` (the main job on embedded defaults), ``train``, ``sweep``, ``circuit``, ``crossval``,
 ``reproduce``, ``bench``.  Each has ``--help``.
 """
 
