@@ -85,7 +85,8 @@ def glorot_scale(fan_in: int, fan_out: int) -> float:
 
 class _Builder:
     def __init__(self, rule, *, untied, sparsity, feedback_sparsity, generator, dtype, activation, image, glorot,
-                 n_classes):
+                 n_classes, feedback_scale=None):
+        self.feedback_scale = feedback_scale
         self.rule, self.untied = rule, untied
         self.direct = conv_form(rule) == "direct"
         self.n_classes = n_classes
@@ -102,7 +103,8 @@ class _Builder:
         even = k % 2 == 0
         pad = 0 if even else k // 2
         ws = glorot_scale(self.c * k * k, out * k * k) if self.glorot else None
-        kw = dict(weight_scale=ws, sparsity=self.sparsity, feedback_sparsity=self.feedback_sparsity,
+        kw = dict(weight_scale=ws, feedback_scale=self.feedback_scale, sparsity=self.sparsity,
+                  feedback_sparsity=self.feedback_sparsity,
                   with_feedback=not self.first, generator=self.gen, dtype=self.dtype)
         h, w = self.h + (1 if even else 0), self.w + (1 if even else 0)
         if self.direct:  # R carries the output error straight to this layer's input (DFA, Lansdell's NP)
@@ -123,7 +125,8 @@ class _Builder:
 
     def full(self, n_in, n_out, last=False):
         ws = glorot_scale(n_in, n_out) if self.glorot else None
-        layer = FeedbackLinear(n_in, n_out, self.rule, weight_scale=ws, sparsity=self.sparsity,
+        layer = FeedbackLinear(n_in, n_out, self.rule, weight_scale=ws, feedback_scale=self.feedback_scale,
+                               sparsity=self.sparsity,
                                feedback_sparsity=self.feedback_sparsity, with_feedback=not self.first,
                                feedback_dim=self.n_classes if self.direct else None, generator=self.gen,
                                dtype=self.dtype)
@@ -136,10 +139,12 @@ class _Builder:
 
 def build_arch(name: str, rule: Rule | str, n_classes: int, *, generator: torch.Generator, untied: bool = False,
                sparsity: float = 0.0, feedback_sparsity: float = 0.0, image=(3, 32, 32), dtype=None,
-               dropout: bool = True) -> nn.Module:
+               dropout: bool = True, feedback_scale: float | None = None) -> nn.Module:
     """One of :data:`ARCHS` for ``rule`` (bp, fa, frfb, urfb, dfa, or np in direct mode — Lansdell's
     CNN learns its direct feedback by node perturbation), wired like :func:`bridge.convert`.
-    ``dropout=False`` leaves out the dropout layers (for exact comparisons)."""
+    ``dropout=False`` leaves out the dropout layers (for exact comparisons).  ``feedback_scale``: R ~
+    U(±scale) in every layer (default: the layer's own weight scale for kernels, 1/√d_L for direct
+    feedback)."""
     if name not in ARCHS:
         raise ValueError(f"unknown arch {name!r}; valid: {', '.join(ARCHS)}")
     rule = make_rule(rule)
@@ -150,7 +155,7 @@ def build_arch(name: str, rule: Rule | str, n_classes: int, *, generator: torch.
     amit = name.startswith("amit")
     b = _Builder(rule, untied=untied, sparsity=sparsity, feedback_sparsity=feedback_sparsity, generator=generator,
                  dtype=dtype, activation="satlin" if amit else "tanh", image=tuple(image), glorot=amit,
-                 n_classes=int(n_classes))
+                 n_classes=int(n_classes), feedback_scale=feedback_scale)
     drop = (lambda p: nn.Dropout(p)) if dropout else (lambda p: nn.Identity())
     L: list[nn.Module] = []
     if name == "amit-simpnet":

@@ -58,10 +58,15 @@ def _pair(name, v):
 class _ConvBase(FeedbackLayer):
     """What the two layers share: rule, masks, feedback, the backward context."""
 
+    @property
+    def form(self) -> str:
+        """How the layer carries its rule's signal now (metrics swap the rule for BP's)."""
+        return conv_form(self.rule)
+
     def _setup(self, rule, W, feedback_shape, *, bias_shape, bias, weight_scale, feedback_scale, sparsity,
                feedback_sparsity, with_feedback, generator, dtype):
         self.rule = make_rule(rule)
-        self.form = conv_form(self.rule)
+        conv_form(self.rule)  # a clear error for rules without a convolutional form
         self.is_output, self.index = True, 0
         self.context = BackwardContext([self])
         self.register_buffer("weight_mask", None)

@@ -76,7 +76,10 @@ def signal_angles(model, x, target, loss) -> dict:
     own = teaching_signals_of(model, x, target, loss)
     out = {}
     for ref_name, ref in (("bp", BP()), ("pbp", PBP())):
-        sig = teaching_signals_of(model, x, target, loss, rule=ref)
+        try:
+            sig = teaching_signals_of(model, x, target, loss, rule=ref)
+        except ValueError:  # no convolutional form of pseudobackprop: the angle is not defined
+            continue
         out[f"angle_{ref_name}_deg"] = [angle_deg(r, s) for r, s in zip(own[:-1], sig[:-1])
                                         if r is not None and s is not None]
     return out

@@ -93,15 +93,16 @@ class TrainConfig:
             if c.untied:
                 raise ValueError("untied applies to the convolutional architectures (--arch amit-…/lansdell-cnn)")
         else:
-            given = [k for k in ("sizes", "activation", "output_activation", "weight_scale", "feedback_scale", "bias")
+            given = [k for k in ("sizes", "activation", "output_activation", "weight_scale", "bias")
                      if getattr(c, k) is not None]
             if given:
                 raise ValueError(f"--arch {c.arch} is built as its paper defines it; {', '.join(given)} "
                                  f"appl{'y' if len(given) > 1 else 'ies'} to --arch mlp only")
             c.sizes = (t.sizes[0], t.sizes[-1])  # inputs and classes, for the record
+        mlp_only = ("weight_scale", "feedback_scale") if c.arch != "mlp" else ()  # the arch's own init
         for name in ("sizes", "activation", "output_activation", "loss", "epochs", "lr", "batch_size",
                      "weight_scale", "feedback_scale", "bias"):
-            if getattr(c, name) is None:
+            if getattr(c, name) is None and name not in mlp_only:
                 setattr(c, name, getattr(t, name))
         c.sizes = check_sizes(c.sizes)
         c.epochs = _int("epochs", c.epochs, 0)
@@ -193,6 +194,7 @@ def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> torch.nn.Module:
         g = torch.Generator().manual_seed(int(cfg.seed))
         net = build_arch(cfg.arch, make_rule(cfg.rule, **cfg.rule_kwargs()), n_out, generator=g, untied=cfg.untied,
                          sparsity=cfg.sparsity, feedback_sparsity=cfg.feedback_sparsity, image=IMAGES[n_in],
+                         feedback_scale=cfg.feedback_scale,
                          dtype=getattr(torch, cfg.dtype))
         net.insert(0, torch.nn.Unflatten(1, IMAGES[n_in]))
         return net.to(cfg.device)

@@ -29,6 +29,7 @@ PAPER_ACCURACY = {"bp": 0.772, "fixed": 0.725, "np": 0.752}
 
 DEFAULTS = {"task": "cifar10-lossy", "conditions": list(CONDITIONS), "seeds": [0], "epochs": 2, "n_train": 10000,
             "n_test": 2000, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "c_h": 0.05, "feedback_lr": 1.0,
+            "feedback_scale": None,
             "evals_per_epoch": 2, "data_dir": None}
 QUICK = {"epochs": 1, "n_train": 128, "n_test": 64, "batch_size": 32, "evals_per_epoch": 1}
 
@@ -50,6 +51,7 @@ def simulate(params: dict | None = None, *, out: Path | None = None, log=print) 
             cfg = TrainConfig(task=p["task"], rule=rule, arch="lansdell-cnn", loss="ce", lr=p["lr"],
                               momentum=p["momentum"], batch_size=p["batch_size"], epochs=p["epochs"], seed=int(seed),
                               rule_params=dict(rp), n_train=p["n_train"], n_test=p["n_test"], data_dir=p["data_dir"],
+                              feedback_scale=p["feedback_scale"] if rule != "bp" else None,
                               evals_per_epoch=p["evals_per_epoch"], probe_size=64, quiet=True,
                               out=None if folder is None else str(folder))
             t0 = time.perf_counter()
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+")
     for k in ("epochs", "n_train", "n_test", "batch_size"):
         ap.add_argument("--" + k.replace("_", "-"), type=int)
-    for k in ("lr", "momentum", "c_h", "feedback_lr"):
+    for k in ("lr", "momentum", "c_h", "feedback_lr", "feedback_scale"):
         ap.add_argument("--" + k.replace("_", "-"), type=float)
     ap.add_argument("--data-dir", help="folder with the CIFAR files (default $CREDIT_DATA_DIR)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     params = dict(QUICK) if args.quick else {}
     for k in ("task", "conditions", "seeds", "epochs", "n_train", "n_test", "batch_size", "lr", "momentum", "c_h",
-              "feedback_lr", "data_dir"):
+              "feedback_lr", "feedback_scale", "data_dir"):
         v = getattr(args, k)
         if v is not None:
             params[k] = v
