@@ -126,6 +126,8 @@ def test_dfa_conv_from_convert_and_metrics():
     assert c[0].weight.grad is not None and torch.isfinite(c[0].weight.grad).all()
     a = signal_angles(c, x, y, CrossEntropy())
     assert len(a["angle_bp_deg"]) == 2
+    assert min(a["angle_bp_deg"]) > 10  # the BP reference pass really is BP (not the layers' own DFA)
+    assert "angle_pbp_deg" not in a  # pseudobackprop has no convolutional form
     fa = convert(m, "fa", example_input=x, generator=_gen())
     with torch.no_grad():
         fa[2].feedback.copy_(fa[2].weight)
