@@ -247,23 +247,15 @@ def cmd_crossval(args) -> int:
 
 # ----------------------------------------------------------------------------------- reproduce
 def _examples_dir() -> Path:
-    """``$CREDIT_EXAMPLES_DIR``, the checkout's examples/ (editable install), or ./examples."""
-    env = os.environ.get("CREDIT_EXAMPLES_DIR")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "examples"
-    return beside if beside.is_dir() else Path.cwd() / "examples"
+    from .examples import examples_dir
+
+    return examples_dir()
 
 
 def _reproductions() -> dict:
-    ex = _examples_dir()
-    found = {}
-    if ex.is_dir():
-        for f in sorted(ex.glob("*_*/*.py")):
-            if f.name.startswith("_"):
-                continue
-            found[f"{f.parent.name}/{f.stem}"] = f
-    return found
+    from .examples import find_examples
+
+    return find_examples()
 
 
 def cmd_reproduce(args) -> int:
