@@ -102,6 +102,7 @@ NAMED = [
     (["--n-test", "-5"], "--n-test"),
     (["--epochs", "-1"], "--epochs"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--evals-per-epoch", str(2**40)], "--evals-per-epoch"),
     (["--lr", "nan"], "--lr"),
     (["--lr", "inf"], "--lr"),
     (["--threads", "0"], "--threads"),

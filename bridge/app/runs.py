@@ -116,7 +116,7 @@ class TrainConfig:
         c.epochs = _int("epochs", c.epochs, 0)
         c.batch_size = _int("batch_size", c.batch_size, 1)
         c.seed = _int("seed", c.seed, 0, 2**63 - 1)
-        c.evals_per_epoch = _int("evals_per_epoch", c.evals_per_epoch, 1)
+        c.evals_per_epoch = _int("evals_per_epoch", c.evals_per_epoch, 1, MAX_EVALS_PER_EPOCH)
         c.probe_size = _int("probe_size", c.probe_size, 1)
         c.lr_step = _int("lr_step", c.lr_step, 1)
         for name in ("n_train", "n_test"):
@@ -197,6 +197,9 @@ class TrainConfig:
                 raise ValueError(f"--sizes: {e}") from None
         return cls(**raw)
 
+
+#: evaluations on the test set per epoch: more would only repeat evaluations of the same step
+MAX_EVALS_PER_EPOCH = 10_000
 
 #: the fields of :class:`TrainConfig` that ``credit train`` takes as options (the others only in --config)
 CLI_FIELDS = {"task", "rule", "sizes", "arch", "untied", "activation", "output_activation", "loss", "epochs", "lr",
