@@ -72,7 +72,8 @@ def _run_one(name, p, data):
     cfg = TrainConfig(task="mnist", rule=rule, sizes=(784, 1000, 10), activation="tanh", output_activation="linear",
                       loss="ce", lr=p["lr_per_example"] * p["batch_size"], batch_size=p["batch_size"],
                       epochs=p["epochs"], weight_decay=p["weight_decay"], seed=p["seed"], weight_scale=0.01,
-                      feedback_scale=0.5 if rule == "fa" else 0.01, alpha=p["alpha"], rule_params=rp,
+                      feedback_scale=0.5 if rule == "fa" else 0.01,
+                      alpha=p["alpha"] if rule in ("ndi", "di") else None, rule_params=rp,
                       evals_per_epoch=2, quiet=True, probe_size=128).resolved()
     model = build_model(cfg, data.n_in, data.n_out)
     if rule == "ndi":
