@@ -13,8 +13,8 @@ from bridge.app.examples import Example, find_examples, load_example
 EXAMPLES = find_examples()
 CORE = ("--quick", "--out", "--seed", "--data-dir", "--threads")
 #: ``--quick`` runs that take more than ~15 s on one shared core
-SLOW = {"Amit_2021/depth_mnist", "Cameron_2025/pinv", "Cameron_2025/results", "Lansdell_2019/fig1",
-        "Lansdell_2019/fig2", "Lillicrap_2016/task2_mnist", "Podlaski_2020/fig3", "Podlaski_2020/mnist"}
+SLOW = {"Amit_2021/cifar", "Amit_2021/depth_mnist", "Cameron_2025/pinv", "Cameron_2025/results",
+        "Lansdell_2019/cifar_cnn", "Podlaski_2020/fig3", "Podlaski_2020/mnist"}
 
 
 def _needs_data(name) -> bool:
