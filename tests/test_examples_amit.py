@@ -1,21 +1,19 @@
 """Amit (2021) examples: Fig. 12's linear ODEs (against the mathematics) and the depth experiment (smoke)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bridge.app.examples import load_example
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "Amit_2021"
 EPS_LABELS = ("0", "0.25", "0.5", "1")
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"amit_2021_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(EXAMPLES / f"{name}.py")
 
 
 fig12 = _load("fig12")

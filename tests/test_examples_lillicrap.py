@@ -5,21 +5,19 @@ The full reproductions (minutes) are run by hand; their numbers are in docs/resu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
+from bridge.app.examples import load_example
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "Lillicrap_2016"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"lillicrap_2016_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(EXAMPLES / f"{name}.py")
 
 
 def _finite(x):

@@ -5,7 +5,6 @@ The full reproductions (minutes) are run by hand.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,14 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from bridge.app.examples import load_example
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "Podlaski_2020"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"podlaski_2020_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(EXAMPLES / f"{name}.py")
 
 
 def _finite(x):

@@ -127,9 +127,12 @@ TRAIN_OPTIONS = ("task", "rule", "arch", "untied", "sizes",
                  "device", "evals_per_epoch")
 
 
+MAX_THREADS = 4096
+
+
 def _check_threads(n):
-    if n is not None and n < 1:
-        raise ValueError(f"--threads must be a positive integer, got {n}")
+    if n is not None and not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"--threads must be an integer in [1, {MAX_THREADS}], got {n}")
 
 
 def cmd_train(args) -> int:
@@ -252,23 +255,15 @@ def cmd_crossval(args) -> int:
 
 # ----------------------------------------------------------------------------------- reproduce
 def _examples_dir() -> Path:
-    """``$CREDIT_EXAMPLES_DIR``, the checkout's examples/ (editable install), or ./examples."""
-    env = os.environ.get("CREDIT_EXAMPLES_DIR")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "examples"
-    return beside if beside.is_dir() else Path.cwd() / "examples"
+    from .examples import examples_dir
+
+    return examples_dir()
 
 
 def _reproductions() -> dict:
-    ex = _examples_dir()
-    found = {}
-    if ex.is_dir():
-        for f in sorted(ex.glob("*_*/*.py")):
-            if f.name.startswith("_"):
-                continue
-            found[f"{f.parent.name}/{f.stem}"] = f
-    return found
+    from .examples import find_examples
+
+    return find_examples()
 
 
 def cmd_reproduce(args) -> int:
@@ -301,16 +296,15 @@ def cmd_bench(args) -> int:
             return _usage_error("bench", f"--only: unknown group(s) {', '.join(unknown)}; valid: {valid}")
     if args.repeats < 1:
         return _usage_error("bench", f"--repeats must be an integer ≥ 1, got {args.repeats}")
-    if args.threads is not None and args.threads < 1:
-        return _usage_error("bench", f"--threads must be an integer ≥ 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        return _usage_error("bench", f"--threads must be an integer in [1, {MAX_THREADS}], got {args.threads}")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print(f"error: --device cuda: CUDA is not available to this torch ({torch.__version__}); use --device cpu",
-              file=sys.stderr)
-        return 2
+        return _usage_error("bench", f"--device cuda: CUDA is not available to this torch ({torch.__version__}); "
+                                     "use --device cpu")
     opts = registry.BenchOptions(repeats=args.repeats, quick=args.quick, seed=args.seed, only=args.only or [],
                                  device=args.device)
     names = [n for n in registry.BENCHES if not opts.only or n in opts.only]
@@ -335,8 +329,15 @@ def cmd_bench(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``credit CMD: error: …`` (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="credit", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="credit", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="train every rule on the embedded digits task (no files, no network)")
@@ -455,7 +456,11 @@ def main(argv=None) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand, whose options the user is writing
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, TypeError) as e:

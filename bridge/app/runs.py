@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticity import get_loss, make_rule
+from plasticity import LOSSES, RULES, get_loss, make_rule
 from plasticity._validate import check_choice, check_range, check_sizes
 
 from ..archs import ARCHS, build_arch
@@ -83,17 +83,22 @@ class TrainConfig:
     quiet: bool = False
 
     def resolved(self) -> "TrainConfig":
-        """A copy with task defaults filled in and every value validated."""
-        t = TASKS[check_choice("task", self.task, TASKS)]
+        """A copy with task defaults filled in and every value validated (errors name the ``credit train``
+        option, e.g. ``--batch-size``, which is also the TOML key ``batch_size``)."""
         c = dataclasses.replace(self)
+        for name in ("task", "rule", "arch", "optimizer", "lr_schedule", "dtype", "device"):
+            _str(name, getattr(c, name))
+        for name in ("activation", "output_activation", "loss", "data_dir", "out"):
+            _str(name, getattr(c, name), none=True)
+        t = TASKS[check_choice("task", c.task, TASKS)]
         check_choice("arch", c.arch, ("mlp", *ARCHS))
         if not isinstance(c.untied, bool):
-            raise ValueError(f"untied must be true or false, got {c.untied!r}")
+            raise ValueError(f"--untied must be true or false, got {c.untied!r}")
         if c.arch == "mlp":
             if c.untied:
-                raise ValueError("untied applies to the convolutional architectures (--arch amit-…/lansdell-cnn)")
+                raise ValueError("--untied applies to the convolutional architectures (--arch amit-…/lansdell-cnn)")
         else:
-            given = [k for k in ("sizes", "activation", "output_activation", "weight_scale", "bias")
+            given = [opt(k) for k in ("sizes", "activation", "output_activation", "weight_scale", "bias")
                      if getattr(c, k) is not None]
             if given:
                 raise ValueError(f"--arch {c.arch} is built as its paper defines it; {', '.join(given)} "
@@ -104,45 +109,57 @@ class TrainConfig:
                      "weight_scale", "feedback_scale", "bias"):
             if getattr(c, name) is None and name not in mlp_only:
                 setattr(c, name, getattr(t, name))
-        c.sizes = check_sizes(c.sizes)
+        try:
+            c.sizes = check_sizes(c.sizes)
+        except ValueError as e:
+            raise ValueError(f"--sizes: {e}") from None
         c.epochs = _int("epochs", c.epochs, 0)
         c.batch_size = _int("batch_size", c.batch_size, 1)
         c.seed = _int("seed", c.seed, 0, 2**63 - 1)
-        c.evals_per_epoch = _int("evals_per_epoch", c.evals_per_epoch, 1)
+        c.evals_per_epoch = _int("evals_per_epoch", c.evals_per_epoch, 1, MAX_EVALS_PER_EPOCH)
         c.probe_size = _int("probe_size", c.probe_size, 1)
         c.lr_step = _int("lr_step", c.lr_step, 1)
         for name in ("n_train", "n_test"):
             if getattr(c, name) is not None:
                 setattr(c, name, _int(name, getattr(c, name), 1))
-        for name in ("task", "rule", "activation", "output_activation", "loss", "optimizer", "lr_schedule", "dtype",
-                     "device"):
-            if not isinstance(getattr(c, name), str):
-                raise ValueError(f"{name} must be a string, got {getattr(c, name)!r}")
         for name in ("bias", "quiet"):
             if not isinstance(getattr(c, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(c, name)!r}")
+                raise ValueError(f"{opt(name)} must be true or false, got {getattr(c, name)!r}")
         if not isinstance(c.rule_params, dict):
-            raise ValueError(f"rule_params must be a table of KEY = VALUE, got {c.rule_params!r}")
-        make_rule(c.rule, **self.rule_kwargs())  # validates rule name and parameters
+            raise ValueError(f"{opt('rule_params')} must be a table of KEY = VALUE, got {c.rule_params!r}")
+        check_choice("rule", c.rule, RULES)
+        try:
+            make_rule(c.rule, **self.rule_kwargs())  # validates the rule's parameters
+        except (ValueError, TypeError, OverflowError) as e:  # TypeError: a value of the wrong kind
+            raise ValueError(f"--rule {c.rule}: {' '.join(str(e).split())}") from None
+        check_choice("loss", c.loss, LOSSES)
+        if t.regression and c.loss != "mse":
+            raise ValueError(f"--loss {c.loss} needs class labels; task {c.task!r} is a regression with vector "
+                             f"targets: use --loss mse")
         if c.mu is not None and c.loss != "hinge":
-            raise ValueError(f"mu is the hinge loss's parameter; loss is {c.loss!r}")
-        get_loss(c.loss, **({"mu": c.mu} if c.mu is not None else {}))
-        c.lr = check_range("lr", c.lr, 0.0, None, lo_open=True)
-        check_range("momentum", c.momentum, 0.0, 1.0, hi_open=True)
-        check_range("weight_decay", c.weight_decay, 0.0, None)
-        check_range("sparsity", c.sparsity, 0.0, 1.0, hi_open=True)
-        check_range("feedback_sparsity", c.feedback_sparsity, 0.0, 1.0, hi_open=True)
-        check_range("lr_min", c.lr_min, 0.0, None)
-        check_range("lr_gamma", c.lr_gamma, 0.0, 1.0, lo_open=True)
+            raise ValueError(f"--mu is the hinge loss's parameter; loss is {c.loss!r} (--loss hinge)")
+        try:
+            get_loss(c.loss, **({"mu": c.mu} if c.mu is not None else {}))
+        except ValueError as e:
+            raise ValueError(f"--{'mu' if c.mu is not None else 'loss'}: {e}") from None
+        inf = math.inf
+        c.lr = _range("lr", c.lr, 0.0, inf, lo_open=True, hi_open=True)
+        _range("momentum", c.momentum, 0.0, 1.0, hi_open=True)
+        _range("weight_decay", c.weight_decay, 0.0, inf, hi_open=True)
+        _range("sparsity", c.sparsity, 0.0, 1.0, hi_open=True)
+        _range("feedback_sparsity", c.feedback_sparsity, 0.0, 1.0, hi_open=True)
+        _range("lr_min", c.lr_min, 0.0, inf, hi_open=True)
+        _range("lr_gamma", c.lr_gamma, 0.0, 1.0, lo_open=True)
         if c.weight_scale is not None:
-            c.weight_scale = check_range("weight_scale", c.weight_scale, 0.0, None, lo_open=True)
+            c.weight_scale = _range("weight_scale", c.weight_scale, 0.0, inf, lo_open=True, hi_open=True)
         if c.feedback_scale is not None:  # 0: zero feedback (Lillicrap Fig. 1's "shallow" control)
-            c.feedback_scale = check_range("feedback_scale", c.feedback_scale, 0.0, None)
+            c.feedback_scale = _range("feedback_scale", c.feedback_scale, 0.0, inf, hi_open=True)
         check_choice("optimizer", c.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", c.lr_schedule, SCHEDULES)
         check_choice("dtype", c.dtype, {"float32", "float64"})
         if c.optimizer == "adam" and c.momentum:
-            raise ValueError("momentum applies to --optimizer sgd; adam has its own moments")
+            raise ValueError("--momentum applies to --optimizer sgd; adam has its own moments")
+        c.device = check_device(c.device)
         return c
 
     def rule_kwargs(self) -> dict:
@@ -156,12 +173,17 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"--config {path}: not a file")
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"--config {path}: not a TOML file ({' '.join(str(e).split())})") from None
+        except OSError as e:
+            raise ValueError(f"--config {path}: cannot read it ({e.strerror})") from None
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - names
         if unknown:
-            raise ValueError(f"unknown config keys in {path}: {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")
+            raise ValueError(f"--config {path}: unknown keys {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")
         for k in ("out", "quiet"):  # file values apply unless a flag overrides them
             if k in raw and overrides.get(k) in (None, False):
                 overrides.pop(k, None)
@@ -169,18 +191,69 @@ class TrainConfig:
         if isinstance(raw.get("sizes"), str):
             from plasticity._validate import parse_sizes
 
-            raw["sizes"] = parse_sizes(raw["sizes"])
+            try:
+                raw["sizes"] = parse_sizes(raw["sizes"])
+            except ValueError as e:
+                raise ValueError(f"--sizes: {e}") from None
         return cls(**raw)
+
+
+#: evaluations on the test set per epoch: more would only repeat evaluations of the same step
+MAX_EVALS_PER_EPOCH = 10_000
+
+#: the fields of :class:`TrainConfig` that ``credit train`` takes as options (the others only in --config)
+CLI_FIELDS = {"task", "rule", "sizes", "arch", "untied", "activation", "output_activation", "loss", "epochs", "lr",
+              "batch_size", "seed", "optimizer", "momentum", "weight_decay", "lr_schedule", "lr_min", "lr_step",
+              "lr_gamma", "sparsity", "feedback_sparsity", "epsilon", "alpha", "mu", "data_dir", "n_train", "n_test",
+              "evals_per_epoch", "dtype", "device", "out", "quiet"}
+
+
+def opt(name: str) -> str:
+    """How an error names a field: its ``credit train`` option, else its --config key."""
+    if name == "rule_params":
+        return "rule_params (--rule-param)"
+    return "--" + name.replace("_", "-") if name in CLI_FIELDS else f"{name} (a --config key)"
 
 
 def _int(name, v, lo, hi=None) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         if not (isinstance(v, float) and v.is_integer()):
-            raise ValueError(f"{name} must be an integer, got {v!r}")
+            raise ValueError(f"{opt(name)} must be an integer, got {v!r}")
     v = int(v)
     if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{name} must be an integer in [{lo}, {'inf' if hi is None else hi}], got {v}")
+        raise ValueError(f"{opt(name)} must be an integer in [{lo}, {'inf' if hi is None else hi}], got {v}")
     return v
+
+
+def _range(name, v, lo, hi, **kw) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{opt(name)} must be a number, got {v!r}")
+    return check_range(opt(name), v, lo, hi, **kw)
+
+
+def _str(name, v, none=False) -> None:
+    if not (isinstance(v, str) or (none and v is None)):
+        raise ValueError(f"{opt(name)} must be a string, got {v!r}")
+
+
+def check_device(device: str) -> str:
+    """A torch device this process can use (``cpu``, ``cuda``, ``cuda:N``, ``mps``), else a ``--device`` error."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu or cuda[:N]") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available to this torch ({torch.__version__}); "
+                             f"use --device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: MPS is not available; use --device cpu")
+    elif d.type != "cpu":
+        raise ValueError(f"--device {device}: only cpu, cuda[:N] and mps are supported")
+    return device
 
 
 #: image shape of a flat input of each size (for the convolutional architectures)

@@ -20,6 +20,7 @@ class TaskDefaults:
     weight_scale: float | None = None
     feedback_scale: float | None = None
     bias: bool = True
+    regression: bool = False  # vector targets (only --loss mse applies), not class labels
     data_kwargs: dict = field(default_factory=dict)
     source: str = ""
 
@@ -28,13 +29,13 @@ TASKS: dict[str, TaskDefaults] = {
     # Lillicrap 2016 Methods, task 1: 30-20-10 linear, W ~ U(±0.01), B ~ U(±0.5), squared error.
     "lillicrap-linear": TaskDefaults(
         (30, 20, 10), "linear", "linear", "mse", lr=0.005, epochs=20, batch_size=1,
-        weight_scale=0.01, feedback_scale=0.5, bias=False,
+        weight_scale=0.01, feedback_scale=0.5, bias=False, regression=True,
         data_kwargs={"n_train": 1000, "n_test": 500}, source="Lillicrap 2016, task 1",
     ),
     # Lillicrap 2016 Methods, task 3: tanh hidden units, linear outputs, biases.
     "lillicrap-nonlinear": TaskDefaults(
         (30, 20, 10, 10), "tanh", "linear", "mse", lr=0.005, epochs=20, batch_size=1,
-        weight_scale=0.1, feedback_scale=0.5, bias=True,
+        weight_scale=0.1, feedback_scale=0.5, bias=True, regression=True,
         data_kwargs={"n_train": 2000, "n_test": 5000}, source="Lillicrap 2016, task 3",
     ),
     "digits": TaskDefaults(

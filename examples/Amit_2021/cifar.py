@@ -20,13 +20,13 @@ Run ``python examples/Amit_2021/cifar.py --quick`` (seconds) or with ``--nets``,
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bridge.app.examples import Example
 
 #: condition → (rule, loss, sparsity of W and R)
 CONDITIONS = {
@@ -56,13 +56,15 @@ QUICK = {"nets": ["simpnet", "deepnet"], "conditions": ["bp-hinge", "urfb", "frf
          "n_test": 128, "batch_size": 64, "evals_per_epoch": 1}
 
 
+EX = Example(__file__, seeds="list")
+
 def simulate(params: dict | None = None, *, out: Path | None = None, log=print) -> dict:
     """Train every (net, condition, seed); returns ``{"params", "runs", "summary"}``."""
     from bridge.app.runs import TrainConfig, run_experiment
     from bridge.data import load_dataset
 
     p = {**DEFAULTS, **(params or {})}
-    data = load_dataset(p["task"], data_dir=p["data_dir"], seed=0, n_train=p["n_train"], n_test=p["n_test"])
+    data = load_dataset(p["task"], data_dir=EX.data_dir(p["data_dir"]), seed=0, n_train=p["n_train"], n_test=p["n_test"])
     runs = []
     for net in p["nets"]:
         for cond in p["conditions"]:
@@ -143,43 +145,27 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="256 images, 1 epoch, three conditions (seconds)")
+    ap = EX.parser(__doc__)
     ap.add_argument("--task", help="cifar10, cifar100 or cifar10-lossy (default)")
     ap.add_argument("--nets", nargs="+", choices=list(NETS), help="default simpnet deepnet")
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS))
-    ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--n-train", type=int)
     ap.add_argument("--n-test", type=int)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--data-dir", help="folder with the CIFAR files (default $CREDIT_DATA_DIR)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--out", default="runs/Amit_2021/cifar", help="output folder")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-    import torch
-
-    if args.threads < 1:
-        ap.error("--threads must be ≥ 1")
-    torch.set_num_threads(args.threads)
-    params = dict(QUICK) if args.quick else {}
-    for k in ("task", "nets", "conditions", "seeds", "epochs", "n_train", "n_test", "batch_size", "lr", "data_dir"):
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
+    for k in ("task", "nets", "conditions", "epochs", "n_train", "n_test", "batch_size", "lr", "data_dir"):
         v = getattr(args, k)
         if v is not None:
             params[k] = v
-    out = Path(args.out)
+    out = args.out
     t0 = time.perf_counter()
     results = simulate(params, out=out / "runs")
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, {k: results[k] for k in ("params", "summary")}, name="summary.json")
+    EX.save(out, {k: results[k] for k in ("params", "summary")}, name="summary.json")
     (out / "runs.json").write_text(json.dumps(results["runs"], default=float))
-    save_figure(out / "cifar.png", plot, results, ncols=len(results["params"]["nets"]) + 1, figsize=(13, 3.8))
+    EX.figure(out / "cifar.png", plot, results, ncols=len(results["params"]["nets"]) + 1, figsize=(13, 3.8))
     s = results["summary"]
     budget = (f"{results['params']['epochs']} epoch(s) × {results['params']['n_train']} images, batch "
               f"{results['params']['batch_size']}, step {results['params']['lr']}")
@@ -194,4 +180,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

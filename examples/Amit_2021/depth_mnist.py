@@ -27,14 +27,13 @@ Data: ``--data-dir`` or ``CREDIT_DATA_DIR`` (a folder holding ``mnist/`` or the 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bridge.app.examples import Example
 from plasticity import rule_parameters
 
 RULES = ("bp", "urfb", "frfb")
@@ -67,17 +66,7 @@ QUICK = {
 }
 
 
-def _data_dir(given):
-    if given:
-        return given
-    env = os.environ.get("CREDIT_DATA_DIR", "").strip()
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # the checkout's sibling data folder
-    if shared.is_dir():
-        return str(shared)
-    raise SystemExit("no MNIST folder: pass --data-dir or set CREDIT_DATA_DIR")
-
+EX = Example(__file__, seeds="list")
 
 def simulate(params: dict | None = None, *, out: Path | None = None, log=print) -> dict:
     """Train every (depth, rule, seed) with :func:`bridge.train.run_experiment`.
@@ -89,7 +78,7 @@ def simulate(params: dict | None = None, *, out: Path | None = None, log=print) 
     from bridge.data import load_dataset
 
     p = {**DEFAULTS, **(params or {})}
-    data_dir = _data_dir(p["data_dir"])
+    data_dir = EX.data_dir(p["data_dir"])
     data = load_dataset("mnist", data_dir=data_dir, n_train=p["n_train"], n_test=p["n_test"])
     runs = []
     for depth, sizes in p["depths"].items():
@@ -216,44 +205,22 @@ def write_outputs(results: dict, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1 seed, widths 64, 2000 training images, 1 epoch of batch 20 (seconds)")
-    ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2)")
+    ap = EX.parser(__doc__)
     ap.add_argument("--epochs", type=int, help=f"epochs (default {DEFAULTS['epochs']})")
     ap.add_argument("--lr", type=float, help=f"SGD step (default {DEFAULTS['lr']})")
     ap.add_argument("--batch-size", type=int, help=f"minibatch (default {DEFAULTS['batch_size']})")
     ap.add_argument("--n-train", type=int, help="first N training images (default: all 60000)")
     ap.add_argument("--width", type=int, help="hidden width of both nets (default 500)")
-    ap.add_argument("--data-dir", help="folder with mnist/ or the MNIST IDX files (default $CREDIT_DATA_DIR)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--out", default="runs/Amit_2021/depth_mnist", help="output folder")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return _main(args)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _main(args) -> int:
-    params = dict(QUICK) if args.quick else {}
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
     for name in ("epochs", "lr", "batch_size", "n_train", "data_dir"):
         v = getattr(args, name)
         if v is not None:
             params[name] = v
-    if args.seeds:
-        params["seeds"] = tuple(args.seeds)
     if args.width:
         params["depths"] = {"2 hidden": (784, args.width, args.width, 10),
                             "4 hidden": (784, args.width, args.width, args.width, args.width, 10)}
-    out = Path(args.out)
+    out = args.out
     t0 = time.perf_counter()
     results = simulate(params, out=out)
     s = write_outputs(results, out)
@@ -273,4 +240,4 @@ def _main(args) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

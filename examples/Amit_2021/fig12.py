@@ -41,13 +41,13 @@ Run ``python examples/Amit_2021/fig12.py`` (full: 3 runs, ~5 s) or ``--quick`` (
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bridge.app.examples import Example
 
 #: ε values of the paper (0 = FRFB, 1 = URFB) and the label of the backprop run
 EPSILONS = (0.0, 0.25, 0.5, 1.0)
@@ -106,6 +106,8 @@ def linear_feedback_rhs(Ws, Rs, T, epsilon: float, *, backprop: bool = False):
         dRs = [None if R is None else epsilon * dW.T for R, dW in zip(Rs, dWs)]
     return dWs, dRs, E
 
+
+EX = Example(__file__, seeds="list")
 
 def euler(Ws, Rs, T, epsilon, *, backprop, dt, steps, record_every=1):
     """Integrate :func:`linear_feedback_rhs` with explicit Euler; returns the recorded curves.
@@ -277,27 +279,20 @@ def write_outputs(results: dict, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="one run, 800 Euler steps (about a second)")
-    ap.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default 0 1 2)")
+    ap = EX.parser(__doc__)
     ap.add_argument("--dt", type=float, help=f"Euler step (default {DEFAULTS['dt']})")
     ap.add_argument("--steps", type=int, help=f"Euler steps (default {DEFAULTS['steps']})")
     ap.add_argument("--init-sd", type=float, help="sd of R(0) and BP's W(0) in raw units (default 2)")
     ap.add_argument("--threshold", type=float, help="relative error for the convergence-time check (default 1e-3)")
-    ap.add_argument("--out", default="runs/Amit_2021/fig12", help="output folder")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    params = dict(QUICK) if args.quick else {}
-    for name in ("seeds", "dt", "steps", "init_sd", "threshold"):
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
+    for name in ("dt", "steps", "init_sd", "threshold"):
         v = getattr(args, name)
         if v is not None:
-            params[name] = tuple(v) if name == "seeds" else v
+            params[name] = v
     t0 = time.perf_counter()
     results = simulate(params)
-    s = write_outputs(results, Path(args.out))
+    s = write_outputs(results, args.out)
     labs = [_label(e) for e in results["params"]["epsilons"]] + [BP_LABEL]
     print(f"time to e/‖T‖² ≤ {s['threshold']:g} (normalised time units):")
     print("seed  " + "  ".join(f"{('ε=' + l) if l != BP_LABEL else 'BP':>8}" for l in labs) + "  decreasing in ε")
@@ -314,4 +309,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

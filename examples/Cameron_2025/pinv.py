@@ -24,20 +24,12 @@ Run ``python examples/Cameron_2025/pinv.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
-
 import numpy as np
 
-try:
-    import plasticity  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "pinv"
+EX = Example(__file__, seeds="single")
 
 DEFAULTS = {"k": 10, "n": 30, "steps": 6000, "eta": 0.02, "batch": 64, "record_every": 50, "seed": 0,
             "circuit_trials": 600, "circuit": True}
@@ -118,33 +110,19 @@ def plot(results: dict, axes=None):
     return axes
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+def main(argv=None) -> int:
+    ap = EX.parser(__doc__)
     ap.add_argument("--no-circuit", action="store_true", help="skip the Brian2 circuit")
-    ap.add_argument("--out", default=f"results/Cameron_2025/{NAME}")
-    a = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    res = simulate({**(QUICK if a.quick else {}), **({"circuit": False} if a.no_circuit else {})})
-    import matplotlib.pyplot as plt
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(res["runs"]), figsize=(4.5 * len(res["runs"]), 3.6), sharey=True)
-    plot(res, axes)
-    fig.tight_layout()
-    fig.savefig(out / f"{NAME}.png", dpi=110)
-    plt.close(fig)
-    (out / f"{NAME}.json").write_text(json.dumps(res, indent=1, default=float))
+    a = EX.parse(ap, argv)
+    res = simulate({**(QUICK if a.quick else {}), **EX.seed_params(a), **({"circuit": False} if a.no_circuit else {})})
+    EX.save(a.out, res, plot, name=f"{NAME}.json", ncols=len(res["runs"]), figsize=(4.5 * len(res["runs"]), 3.6),
+            sharey=True, constrained_layout=True)
     for label, s in res["summary"].items():
         print(f"{label:>9}: " + "  ".join(f"{k} {v:.1e}" for k, v in s.items()))
     if "circuit" in res:
         print(f"Brian2 circuit vs twin: max rel diff {res['circuit']['max_rel_diff_to_twin']:.1e}")
-    return res
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(EX.run(main))

@@ -10,7 +10,7 @@ Layer sizes are not given on the poster; ours are contracting (the poster's cond
 pseudoinverse recursion): MNIST 784-256-128-64-32-10 (5 weight layers), CIFAR 3072-512-256-128-10
 (4 weight layers).  Loss: the poster's global squared error ½‖h_L − h_L*‖² on one-hot targets; tanh
 hidden units, linear outputs, plain SGD.  The CIFAR task here is ``cifar10-lossy``, the lossy JPEG-q75
-stand-in from ``../shared/data`` (fine for relative comparisons, not for absolute CIFAR-10 claims).
+stand-in from ``--data-dir`` (fine for relative comparisons, not for absolute CIFAR-10 claims).
 
 Poster: RF reaches BP's asymptotic error and converges faster than FA on both tasks.
 
@@ -19,19 +19,12 @@ Run ``python examples/Cameron_2025/results.py [--task mnist|cifar10-lossy] [--qu
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 
-try:
-    import bridge  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "results"
+EX = Example(__file__, seeds="single")
 
 TASKS = {
     "mnist": {"sizes": (784, 256, 128, 64, 32, 10), "n_train": 60000, "n_test": 10000, "epochs": 3, "lr": 0.05},
@@ -54,12 +47,7 @@ def _data(p):
     from bridge.data import load_dataset
 
     kw = {"n_train": p["n_train"], "n_test": p["n_test"]}
-    try:
-        return load_dataset(p["task"], data_dir=p["data_dir"], seed=p["seed"], **kw)
-    except Exception:
-        shared = Path(__file__).resolve().parents[3] / "shared" / "data"
-        sub = "mnist" if p["task"] == "mnist" else "cifar10-jpeg-q75"
-        return load_dataset(p["task"], data_dir=str(shared / sub), seed=p["seed"], **kw)
+    return load_dataset(p["task"], data_dir=EX.data_dir(p["data_dir"]), seed=p["seed"], **kw)
 
 
 def simulate(params: dict | None = None) -> dict:
@@ -117,41 +105,26 @@ def plot(results: dict, axes=None):
     return axes
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    ap = EX.parser(__doc__)
     ap.add_argument("--task", choices=sorted(TASKS), default="mnist")
-    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--data-dir", default=None)
-    a = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    params = {**(QUICK if a.quick else {}), "task": a.task, "data_dir": a.data_dir}
+    a = EX.parse(ap, argv)
+    params = {**(QUICK if a.quick else {}), **EX.seed_params(a), "task": a.task, "data_dir": a.data_dir}
     if a.epochs is not None:
         params["epochs"] = a.epochs
     if a.n_train is not None:
         params["n_train"] = a.n_train
     res = simulate(params)
-    import matplotlib.pyplot as plt
-
-    out = Path(a.out or f"results/Cameron_2025/{NAME}_{a.task}")
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    plot(res, axes)
-    fig.tight_layout()
-    fig.savefig(out / f"{NAME}_{a.task}.png", dpi=110)
-    plt.close(fig)
-    (out / f"{NAME}_{a.task}.json").write_text(json.dumps(res, indent=1, default=float))
+    EX.save(a.out, res, plot, name=f"{NAME}_{a.task}.json", figure=f"{NAME}_{a.task}.png", ncols=2, figsize=(10, 3.6),
+            constrained_layout=True)
     for label, s in res["summary"].items():
         print(f"{label:>9}: test error {s['test_error']:.4f} (best {s['best_test_error']:.4f})  angle {s['angle_bp_deg']}")
     if "final_feedback" in res["runs"].get("rf", {}):
         print("rf feedback:", {k: [round(x, 3) for x in v] for k, v in res["runs"]["rf"]["final_feedback"].items()})
-    return res
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(EX.run(main))

@@ -18,11 +18,11 @@ Run ``python examples/Lansdell_2019/cifar_cnn.py --quick`` (seconds) or with a r
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
+
+from bridge.app.examples import Example
 
 CONDITIONS = {"bp": ("bp", {}), "fixed": ("dfa", {}), "np": ("np", {"mode": "direct"})}
 PAPER_ACCURACY = {"bp": 0.772, "fixed": 0.725, "np": 0.752}
@@ -34,13 +34,15 @@ DEFAULTS = {"task": "cifar10-lossy", "conditions": list(CONDITIONS), "seeds": [0
 QUICK = {"epochs": 1, "n_train": 128, "n_test": 64, "batch_size": 32, "evals_per_epoch": 1}
 
 
+EX = Example(__file__, seeds="list")
+
 def simulate(params: dict | None = None, *, out: Path | None = None, log=print) -> dict:
     from bridge.app.plots import mean_sd
     from bridge.app.runs import TrainConfig, run_experiment
     from bridge.data import load_dataset
 
     p = {**DEFAULTS, **(params or {})}
-    data = load_dataset(p["task"], data_dir=p["data_dir"], seed=0, n_train=p["n_train"], n_test=p["n_test"])
+    data = load_dataset(p["task"], data_dir=EX.data_dir(p["data_dir"]), seed=0, n_train=p["n_train"], n_test=p["n_test"])
     runs = []
     for cond in p["conditions"]:
         rule, rp = CONDITIONS[cond]
@@ -87,42 +89,26 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="128 images, one epoch (seconds)")
+    ap = EX.parser(__doc__)
     ap.add_argument("--task", help="cifar10 or cifar10-lossy (default)")
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS))
-    ap.add_argument("--seeds", type=int, nargs="+")
     for k in ("epochs", "n_train", "n_test", "batch_size"):
         ap.add_argument("--" + k.replace("_", "-"), type=int)
     for k in ("lr", "momentum", "c_h", "feedback_lr", "feedback_scale"):
         ap.add_argument("--" + k.replace("_", "-"), type=float)
-    ap.add_argument("--data-dir", help="folder with the CIFAR files (default $CREDIT_DATA_DIR)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--out", default="runs/Lansdell_2019/cifar_cnn", help="output folder")
-    args = ap.parse_args(argv)
-    if args.threads < 1:
-        ap.error("--threads must be ≥ 1")
-    if not os.environ.get("MPLBACKEND"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    params = dict(QUICK) if args.quick else {}
-    for k in ("task", "conditions", "seeds", "epochs", "n_train", "n_test", "batch_size", "lr", "momentum", "c_h",
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
+    for k in ("task", "conditions", "epochs", "n_train", "n_test", "batch_size", "lr", "momentum", "c_h",
               "feedback_lr", "feedback_scale", "data_dir"):
         v = getattr(args, k)
         if v is not None:
             params[k] = v
-    out = Path(args.out)
+    out = args.out
     t0 = time.perf_counter()
     results = simulate(params, out=out / "runs")
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, {k: results[k] for k in ("params", "summary")}, name="summary.json")
+    EX.save(out, {k: results[k] for k in ("params", "summary")}, name="summary.json")
     (out / "runs.json").write_text(json.dumps(results["runs"], default=float))
-    save_figure(out / "cifar_cnn.png", plot, results, ncols=2, figsize=(10, 3.8))
+    EX.figure(out / "cifar_cnn.png", plot, results, ncols=2, figsize=(10, 3.8))
     p = results["params"]
     print(f"\ntest accuracy on {p['task']} ({p['epochs']} epoch(s) × {p['n_train']} images, batch {p['batch_size']}, "
           f"step {p['lr']}, momentum {p['momentum']}; paper after full training: BP 77.2, fixed 72.5, NP 75.2 %):")
@@ -133,4 +119,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

@@ -18,19 +18,12 @@ Run ``python examples/Lansdell_2019/fig1.py [--quick] [--out DIR] [--data-dir DI
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 
-try:
-    import bridge  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "fig1"
+EX = Example(__file__, seeds="single")
 
 DEFAULTS = {
     "sizes": (784, 50, 20, 10),
@@ -53,11 +46,7 @@ QUICK = {"n_train": 3000, "n_test": 1000, "epochs": 1, "evals_per_epoch": 3, "c_
 def _data(p):
     from bridge.data import load_dataset
 
-    try:
-        return load_dataset("mnist", data_dir=p["data_dir"], n_train=p["n_train"], n_test=p["n_test"])
-    except Exception:  # no MNIST files: fall back to the shared copy next to the checkout
-        shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-        return load_dataset("mnist", data_dir=str(shared), n_train=p["n_train"], n_test=p["n_test"])
+    return load_dataset("mnist", data_dir=EX.data_dir(p["data_dir"]), n_train=p["n_train"], n_test=p["n_test"])
 
 
 def simulate(params: dict | None = None) -> dict:
@@ -120,33 +109,17 @@ def plot(results: dict, axes=None):
     return axes
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small run (3000 examples, 1 epoch)")
-    ap.add_argument("--out", default=f"results/Lansdell_2019/{NAME}")
-    ap.add_argument("--data-dir", default=None)
-    a = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    params = {**(QUICK if a.quick else {}), "data_dir": a.data_dir}
+def main(argv=None) -> int:
+    ap = EX.parser(__doc__)
+    a = EX.parse(ap, argv)
+    params = {**(QUICK if a.quick else {}), **EX.seed_params(a), "data_dir": a.data_dir}
     res = simulate(params)
-    import matplotlib.pyplot as plt
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    plot(res, axes)
-    fig.tight_layout()
-    fig.savefig(out / f"{NAME}.png", dpi=110)
-    plt.close(fig)
-    (out / f"{NAME}.json").write_text(json.dumps(res, indent=1, default=float))
+    EX.save(a.out, res, plot, name=f"{NAME}.json", ncols=4, figsize=(16, 3.6), constrained_layout=True)
     for label, s in res["summary"].items():
         print(f"{label:>10}: test error {s['test_error']:.4f}  rel_dist {s['rel_dist']}  "
               f"angle {s['angle_bp_deg']}  sign {s['sign_congruence']}")
-    return res
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(EX.run(main))

@@ -14,22 +14,15 @@ Run ``python examples/Lansdell_2019/fig2.py [--quick] [--out DIR] [--data-dir DI
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-try:
-    import bridge  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "fig2"
+EX = Example(__file__, seeds="single")
 
 DEFAULTS = {
     "sizes": (784, 200, 2, 200, 784),
@@ -52,11 +45,7 @@ QUICK = {"n_train": 2000, "n_test": 500, "epochs": 1, "evals_per_epoch": 2}
 def _data(p):
     from bridge.data import load_dataset
 
-    try:
-        ds = load_dataset("mnist", data_dir=p["data_dir"], n_train=p["n_train"], n_test=p["n_test"])
-    except Exception:
-        shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-        ds = load_dataset("mnist", data_dir=str(shared), n_train=p["n_train"], n_test=p["n_test"])
+    ds = load_dataset("mnist", data_dir=EX.data_dir(p["data_dir"]), n_train=p["n_train"], n_test=p["n_test"])
     # autoencoder: the target is the input; labels kept for the latent plot
     return SimpleNamespace(x_train=ds.x_train, y_train=ds.x_train, x_test=ds.x_test, y_test=ds.x_test,
                            labels_test=ds.y_test)
@@ -122,33 +111,19 @@ def plot(results: dict, axes=None):
     return axes
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small run (2000 examples, 1 epoch)")
-    ap.add_argument("--out", default=f"results/Lansdell_2019/{NAME}")
-    ap.add_argument("--data-dir", default=None)
-    a = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    res = simulate({**(QUICK if a.quick else {}), "data_dir": a.data_dir})
-    import matplotlib.pyplot as plt
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 1 + len(res["runs"]), figsize=(4 * (1 + len(res["runs"])), 3.6))
-    plot(res, axes)
-    fig.tight_layout()
-    fig.savefig(out / f"{NAME}.png", dpi=110)
-    plt.close(fig)
+def main(argv=None) -> int:
+    ap = EX.parser(__doc__)
+    a = EX.parse(ap, argv)
+    res = simulate({**(QUICK if a.quick else {}), **EX.seed_params(a), "data_dir": a.data_dir})
+    n = 1 + len(res["runs"])
+    EX.figure(a.out / f"{NAME}.png", plot, res, ncols=n, figsize=(4 * n, 3.6), constrained_layout=True)
     slim = {**res, "runs": {k: {kk: vv for kk, vv in v.items() if kk not in ("latent", "labels")}
                             for k, v in res["runs"].items()}}
-    (out / f"{NAME}.json").write_text(json.dumps(slim, indent=1, default=float))
+    EX.save(a.out, slim, name=f"{NAME}.json")
     for label, s in res["summary"].items():
         print(f"{label:>6}: test loss {s['test_loss']:.4f}  train loss {s['train_loss']:.4f}")
-    return res
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(EX.run(main))

@@ -22,22 +22,16 @@ Run ``python examples/Lillicrap_2016/fig1.py [--quick] [--seeds N] [--out DIR]``
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-try:
-    import bridge  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "fig1"
+EX = Example(__file__, seeds="count")
 
 #: condition → overrides of the task-1 defaults (bridge/tasks.py "lillicrap-linear")
 CONDITIONS = {
@@ -47,6 +41,7 @@ CONDITIONS = {
 }
 
 DEFAULTS = {
+    "seed": 0,              # the first seed
     "seeds": 5,
     "epochs": 2,            # 2000 examples: BP and FA reach NSE < 1e-6; later the error is float32 noise
     "n_train": 1000,
@@ -71,7 +66,7 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     out = {"params": p, "conditions": {}}
     for cond in p["conditions"]:
         curves = {"examples": None, "nse": [], "angle_bp_deg": [], "angle_pbp_deg": []}
-        for seed in range(int(p["seeds"])):
+        for seed in range(int(p["seed"]), int(p["seed"]) + int(p["seeds"])):
             t0 = time.perf_counter()
             cfg = TrainConfig(
                 task="lillicrap-linear", seed=seed, epochs=p["epochs"], lr=p["lr"], batch_size=1,
@@ -148,30 +143,17 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="fig1", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny run (a few seconds) for smoke tests")
-    ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds (default {DEFAULTS['seeds']})")
+    ap = EX.parser(__doc__)
     ap.add_argument("--epochs", type=int, default=None, help=f"passes over the 1000 examples (default {DEFAULTS['epochs']})")
-    ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and fig1.png")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    params = dict(QUICK) if args.quick else {}
-    if args.seeds is not None:
-        params["seeds"] = args.seeds
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
     if args.epochs is not None:
         params["epochs"] = args.epochs
     t0 = time.perf_counter()
     results = simulate(params, progress=lambda s: print(s, flush=True))
-    out = Path(args.out)
+    out = args.out
     results["seconds"] = time.perf_counter() - t0
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, results)
-    save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)
+    EX.save(out, results, plot, ncols=2, figsize=(9, 3.6), constrained_layout=True)
     for cond, s in results["summary"].items():
         line = f"{cond:8s} final NSE {s['nse_final']['mean']:.3g} ± {s['nse_final']['sd']:.2g}"
         if "angle_bp_deg_final" in s:
@@ -183,4 +165,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

@@ -17,23 +17,18 @@ Run ``python examples/Lillicrap_2016/fig4.py [--quick] [--seeds N] [--out DIR]``
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-try:
-    import bridge  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "fig4"
+EX = Example(__file__, seeds="count")
 
 DEFAULTS = {
     "omegas": [0.0001, 0.001, 0.01, 0.05, 0.1, 0.125, 0.15, 0.2, 0.25],  # Fig. 4 legend
+    "seed": 0,
     "seeds": 2,
     "epochs": 6,            # 6 × 1000 examples; η = 1e-3 is 5× slower than Fig. 1's η
     "n_train": 1000,
@@ -58,7 +53,7 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     runs = []
     for omega in p["omegas"]:
         curves = {"omega": float(omega), "examples": None, "nse": [], "angle_bp_deg": [], "angle_pbp_deg": []}
-        for seed in range(int(p["seeds"])):
+        for seed in range(int(p["seed"]), int(p["seed"]) + int(p["seeds"])):
             t0 = time.perf_counter()
             cfg = TrainConfig(
                 task="lillicrap-linear", rule="fa", seed=seed, epochs=p["epochs"], lr=p["lr"], batch_size=1,
@@ -138,30 +133,19 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="fig4", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny run (a few seconds) for smoke tests")
-    ap.add_argument("--seeds", type=int, default=None, help=f"seeds per ω (default {DEFAULTS['seeds']})")
+    ap = EX.parser(__doc__)
     ap.add_argument("--epochs", type=int, default=None, help=f"passes over the 1000 examples (default {DEFAULTS['epochs']})")
     ap.add_argument("--lr", type=float, default=None, help=f"per-example learning rate (default {DEFAULTS['lr']:g})")
-    ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and fig4.png")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):  # files only, unless the caller chose a backend
-        import matplotlib
-
-        matplotlib.use("Agg")
-    params = dict(QUICK) if args.quick else {}
-    for k in ("seeds", "epochs", "lr"):
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
+    for k in ("epochs", "lr"):
         if getattr(args, k) is not None:
             params[k] = getattr(args, k)
     t0 = time.perf_counter()
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, results)
-    save_figure(out / f"{NAME}.png", plot, results, ncols=3, figsize=(13, 3.6), constrained_layout=True)
+    out = args.out
+    EX.save(out, results, plot, ncols=3, figsize=(13, 3.6), constrained_layout=True)
     print(f"{'omega':>8s} {'FA∠BP late':>10s} {'FA∠PBP late':>11s} {'PBP<BP from':>11s} {'NSE end':>9s}")
     for r in results["summary"]:
         cross = "never" if r["examples_pbp_below_bp"] is None else f"{r['examples_pbp_below_bp']:.0f}"
@@ -172,4 +156,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

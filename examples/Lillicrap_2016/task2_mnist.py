@@ -16,25 +16,19 @@ budget (≈ 5 s per epoch on one CPU core), so the errors are higher than the pa
 
 Run ``python examples/Lillicrap_2016/task2_mnist.py [--quick] [--seeds N] [--epochs E]
 [--data-dir DIR] [--out DIR]``; MNIST IDX files are read from ``--data-dir``, else
-``$CREDIT_DATA_DIR``, else ``../shared/data`` beside the repository.
+``$CREDIT_DATA_DIR`` (one of the two is needed).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-try:
-    import bridge  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bridge.app.examples import Example
 
 NAME = "task2_mnist"
+EX = Example(__file__, seeds="count")
 
 #: condition → TrainConfig overrides
 CONDITIONS = {
@@ -47,6 +41,7 @@ CONDITIONS = {
 PAPER = {"bp": 2.4, "fa": 2.1, "fa_sparse50": 2.4}
 
 DEFAULTS = {
+    "seed": 0,
     "seeds": 3,
     "epochs": 20,
     "lr": 0.2,
@@ -64,15 +59,6 @@ DEFAULTS = {
 QUICK = {"seeds": 1, "epochs": 1, "n_train": 2000, "n_test": 1000, "evals_per_epoch": 2}
 
 
-def default_data_dir() -> str | None:
-    """``$CREDIT_DATA_DIR``, else ``../shared/data`` beside the repository if it exists."""
-    env = os.environ.get("CREDIT_DATA_DIR", "").strip()
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return str(shared) if shared.is_dir() else None
-
-
 def simulate(params: dict | None = None, *, progress=None) -> dict:
     """Train every condition for every seed on MNIST; return test-error curves and a summary."""
     import torch
@@ -82,12 +68,12 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
-    data_dir = p["data_dir"] or default_data_dir()
+    data_dir = EX.data_dir(p["data_dir"])
     data = load_dataset("mnist", data_dir=data_dir, n_train=p["n_train"], n_test=p["n_test"])
     out = {"params": {**p, "data_dir": data_dir, "n_train": data.n_train, "n_test": data.n_test}, "conditions": {}}
     for cond in p["conditions"]:
         curves = {"epoch": None, "test_error": [], "angle_bp_deg": [], "seconds": []}
-        for seed in range(int(p["seeds"])):
+        for seed in range(int(p["seed"]), int(p["seed"]) + int(p["seeds"])):
             cfg = TrainConfig(
                 task="mnist", seed=seed, epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                 weight_scale=p["weight_scale"], feedback_scale=p["feedback_scale"],
@@ -166,29 +152,21 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="task2_mnist", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny run (2000 images, 1 epoch) for smoke tests")
-    ap.add_argument("--seeds", type=int, default=None, help=f"seeds per condition (default {DEFAULTS['seeds']})")
+    ap = EX.parser(__doc__)
     ap.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULTS['epochs']})")
     ap.add_argument("--lr", type=float, default=None, help=f"learning rate on the batch mean (default {DEFAULTS['lr']})")
     ap.add_argument("--feedback-scale", type=float, default=None, help=f"B ~ U(±β) (default {DEFAULTS['feedback_scale']})")
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=None)
-    ap.add_argument("--data-dir", default=None, help="folder holding mnist/ (default $CREDIT_DATA_DIR, else ../shared/data)")
-    ap.add_argument("--out", default=f"runs/Lillicrap_2016/{NAME}", help="folder for results.json and the figure")
-    args = ap.parse_args(argv)
-    params = dict(QUICK) if args.quick else {}
-    for k in ("seeds", "epochs", "lr", "feedback_scale", "conditions", "data_dir"):
+    args = EX.parse(ap, argv)
+    params = {**(QUICK if args.quick else {}), **EX.seed_params(args)}
+    for k in ("epochs", "lr", "feedback_scale", "conditions", "data_dir"):
         if getattr(args, k) is not None:
             params[k] = getattr(args, k)
     t0 = time.perf_counter()
     results = simulate(params, progress=lambda s: print(s, flush=True))
     results["seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, results)
-    save_figure(out / f"{NAME}.png", plot, results, ncols=2, figsize=(9, 3.6), constrained_layout=True)
+    out = args.out
+    EX.save(out, results, plot, ncols=2, figsize=(9, 3.6), constrained_layout=True)
     print(f"{'condition':12s} {'n':>2s} {'test error %':>16s} {'best %':>14s} {'paper %':>7s}")
     for cond, s in results["summary"].items():
         if s["n"] == 0:
@@ -201,4 +179,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))

@@ -27,17 +27,15 @@ training stream (running mean over each evaluation interval; the full training s
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from bridge.app.examples import Example
 from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.layers import Activation
@@ -59,6 +57,8 @@ LABELS = {"bp-gaussian": "BP (Gaussian)", "bp-orthogonal": "BP (orthogonal)", "p
 #: the paper's verdict (§5.2): does the condition learn?
 PAPER_LEARNS = {"bp-gaussian": False, "bp-orthogonal": True, "pbp-gaussian": True, "ndi-gaussian": True}
 
+
+EX = Example(__file__, seeds="single")
 
 def default_params(quick: bool = False) -> dict:
     return {"quick": quick, "seed": 0, "data_dir": None,
@@ -94,7 +94,7 @@ def initialise(model, kind: str, generator: torch.Generator, gauss_std: float) -
 
 
 def autoencoder_data(p: dict):
-    data = load_dataset("mnist", data_dir=p["data_dir"], seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"])
+    data = load_dataset("mnist", data_dir=EX.data_dir(p["data_dir"]), seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"])
     return dataclasses.replace(data, y_train=data.x_train, y_test=data.x_test, classification=False, n_classes=None)
 
 
@@ -178,28 +178,23 @@ def summary(res: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="300 training images, 1 epoch (seconds)")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", default="runs/podlaski_autoencoder")
-    args = ap.parse_args(argv)
+    ap = EX.parser(__doc__)
+    args = EX.parse(ap, argv)
     import json
 
-    from bridge.app.plots import save_figure, save_results
     from bridge.app.runs import jsonable
 
-    p = default_params(args.quick)
-    p["data_dir"] = args.data_dir
+    p = {**default_params(args.quick), **EX.seed_params(args), "data_dir": args.data_dir}
     res = simulate(p)
-    out = Path(args.out)
-    save_figure(out / "autoencoder.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
+    out = args.out
+    EX.figure(out / "autoencoder.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
     curves = {name: {k: res[name][k] for k in ("epoch", "train_mse", "test_mse")} for name in CONDITIONS}
-    save_results(out, {"params": p, **curves}, name="curves.json")
+    EX.save(out, {"params": p, **curves}, name="curves.json")
     s = summary(res)
-    save_results(out, s, name="summary.json")
+    EX.save(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(EX.run(main))

@@ -21,16 +21,14 @@ and NDI (§7.5.1; ``max_norm``).  NMSE = test NSE here
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import bridge.inversion as bi
+from bridge.app.examples import Example
 from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
@@ -61,6 +59,8 @@ TASKS = {
     "nonlinear": dict(task="lillicrap-nonlinear", lr=1e-3, max_norm=1.0, skip=()),
 }
 
+
+EX = Example(__file__, seeds="single")
 
 def default_params(quick: bool = False) -> dict:
     """``di_method`` is how the main DI condition runs (Euler dynamics for the full figure);
@@ -206,34 +206,30 @@ def summary(results: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small run (the smoke-test size)")
+    ap = EX.parser(__doc__)
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"subset of {', '.join(CONDITIONS)} (default: all)")
     ap.add_argument("--di-method", choices=("steady", "euler"), help="how the condition 'di' runs")
     ap.add_argument("--variant-method", choices=("steady", "euler"), help="how DI conditions other than 'di' run")
-    ap.add_argument("--out", default="runs/podlaski_fig3")
-    args = ap.parse_args(argv)
+    args = EX.parse(ap, argv)
     import json
 
-    from bridge.app.plots import save_figure, save_results
-
-    p = default_params(args.quick)
+    p = {**default_params(args.quick), **EX.seed_params(args)}
     if args.conditions:
         p["conditions"] = args.conditions
     for key in ("di_method", "variant_method"):
         if getattr(args, key):
             p[key] = getattr(args, key)
     res = simulate(p)
-    out = Path(args.out)
-    save_figure(out / "fig3.png", plot, res, nrows=2, ncols=4, figsize=(19, 8), dpi=110, layout="tight")
-    save_results(out, res, name="results.json")
+    out = args.out
+    EX.figure(out / "fig3.png", plot, res, nrows=2, ncols=4, figsize=(19, 8), dpi=110, layout="tight")
+    EX.save(out, res)
     s = summary(res)
-    save_results(out, s, name="summary.json")
+    EX.save(out, s, name="summary.json")
     print(json.dumps(s, indent=2))
     print(f"figure: {out / 'fig3.png'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(EX.run(main))

@@ -19,15 +19,13 @@ tracks the largest real S9 eigenvalue, which drifts up towards 0 under DI traini
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import bridge.inversion as bi
+from bridge.app.examples import Example
 from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
@@ -47,6 +45,8 @@ CONDITIONS = {
 }
 RULES = tuple(CONDITIONS)
 
+
+EX = Example(__file__, seeds="single")
 
 def default_params(quick: bool = False) -> dict:
     return {"quick": quick, "seed": 0, "alpha": 1e-3, "data_dir": None,
@@ -72,7 +72,8 @@ def _run_one(name, p, data):
     cfg = TrainConfig(task="mnist", rule=rule, sizes=(784, 1000, 10), activation="tanh", output_activation="linear",
                       loss="ce", lr=p["lr_per_example"] * p["batch_size"], batch_size=p["batch_size"],
                       epochs=p["epochs"], weight_decay=p["weight_decay"], seed=p["seed"], weight_scale=0.01,
-                      feedback_scale=0.5 if rule == "fa" else 0.01, alpha=p["alpha"], rule_params=rp,
+                      feedback_scale=0.5 if rule == "fa" else 0.01,
+                      alpha=p["alpha"] if rule in ("ndi", "di") else None, rule_params=rp,
                       evals_per_epoch=2, quiet=True, probe_size=128).resolved()
     model = build_model(cfg, data.n_in, data.n_out)
     if rule == "ndi":
@@ -103,7 +104,7 @@ def _run_one(name, p, data):
 
 def simulate(params: dict | None = None) -> dict:
     p = {**default_params(), **(params or {})}
-    data = _standardise(load_dataset("mnist", data_dir=p["data_dir"], seed=p["seed"], n_train=p["n_train"],
+    data = _standardise(load_dataset("mnist", data_dir=EX.data_dir(p["data_dir"]), seed=p["seed"], n_train=p["n_train"],
                                      n_test=p["n_test"]))
     unknown = set(p["conditions"]) - set(CONDITIONS)
     if unknown:
@@ -131,28 +132,22 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--data-dir", default=None)
+    ap = EX.parser(__doc__)
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"subset of {', '.join(CONDITIONS)} (default: all)")
     ap.add_argument("--epochs", type=int, help="override the epochs")
-    ap.add_argument("--seed", type=int, help="override the seed")
-    ap.add_argument("--out", default="runs/podlaski_mnist")
-    args = ap.parse_args(argv)
+    args = EX.parse(ap, argv)
     import json
 
-    from bridge.app.plots import save_figure, save_results
     from bridge.app.runs import jsonable
 
-    p = default_params(args.quick)
-    p["data_dir"] = args.data_dir
-    for key in ("conditions", "epochs", "seed"):
+    p = {**default_params(args.quick), **EX.seed_params(args), "data_dir": args.data_dir}
+    for key in ("conditions", "epochs"):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
     res = simulate(p)
-    out = Path(args.out)
-    save_figure(out / "mnist.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
+    out = args.out
+    EX.figure(out / "mnist.png", plot, res, ncols=2, figsize=(10, 4), dpi=110, layout="tight")
     s = {}
     for name in p["conditions"]:
         r = res[name]
@@ -161,11 +156,11 @@ def main(argv=None) -> int:
         if "angles" in r:
             s[name].update({"max_eig": r["max_eig"], "max_eig_final": r["max_eig_final"],
                             "stabilisations": r["stabilisations"], **r["angles"]})
-    save_results(out, res, name="results.json")
-    save_results(out, s, name="summary.json")
+    EX.save(out, res)
+    EX.save(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(EX.run(main))
