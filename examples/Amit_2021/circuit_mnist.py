@@ -137,7 +137,11 @@ def _test_error(Ws, X, y):
     return float(np.mean(np.argmax(out, 1) != y))
 
 
-def run_rule(rule: str, p: dict, data, log=print) -> dict:
+def _log(msg: str) -> None:
+    print(msg, flush=True)  # flushed: the full epoch runs for minutes, often with its output in a file
+
+
+def run_rule(rule: str, p: dict, data, log=_log) -> dict:
     """One rule: circuit and torch from the same start over the same examples; returns the record."""
     import gc
 
@@ -227,7 +231,7 @@ def run_rule(rule: str, p: dict, data, log=print) -> dict:
     return res
 
 
-def simulate(params: dict | None = None, *, log=print) -> dict:
+def simulate(params: dict | None = None, *, log=_log) -> dict:
     """Run every rule in ``params['rules']``; returns ``{"params", "runs", "machine"}``."""
     from bridge.data import load_dataset
 
