@@ -122,3 +122,15 @@ def test_bench_circuit_quick(tmp_path):
     assert len(rows) == 4 and all(r["unit"] == "ms/step" and np.isfinite(r["value"]) for r in rows)
     assert any("brian2[" in r["name"] for r in rows)
     assert all(float(r["detail"].split("max rel diff ")[1]) < 1e-9 for r in rows if "brian2[" in r["name"])
+
+
+@pytest.mark.slow
+def test_bench_layered_quick(tmp_path):
+    """The layered bench rows: cached build, circuit and twin per example, the two equal to 1e-9."""
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--only", "layered", "--quick", "--json", str(path), "--quiet"]) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert [r["unit"] for r in rows] == ["s", "ms", "ms"] and all(np.isfinite(r["value"]) for r in rows)
+    circ = rows[1]
+    assert "brian2[cython]" in circ["name"] and np.isfinite(circ["ratio"]) and rows[2]["ratio"] == 1.0
+    assert float(circ["detail"].split("max rel diff ")[1]) < 1e-9

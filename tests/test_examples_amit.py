@@ -18,6 +18,7 @@ def _load(name):
 
 fig12 = _load("fig12")
 depth_mnist = _load("depth_mnist")
+circuit_mnist = _load("circuit_mnist")
 
 
 def _random_net(rng, sizes, scale=0.3):
@@ -159,3 +160,23 @@ def test_cifar_learns_and_urfb_aligns_beyond_frfb(shared_data):
         h = run["history"]
         assert run["status"] == "finished" and h[-1]["train_loss"] < 0.8 * h[0]["train_loss"], run["condition"]
     assert by["urfb"]["history"][-1]["alignment_deg"][-1] < by["frfb"]["history"][-1]["alignment_deg"][-1] - 1
+
+
+def test_circuit_mnist_quick_learns_and_equals_torch(tmp_path, shared_data):
+    """examples/Amit_2021/circuit_mnist.py --quick: the Brian2 layered circuit 784-100-10 (numpy target)
+    learns 300 MNIST examples online (URFB, η = 0.01) and equals the torch engine's online run from the
+    same start to ≤ 1e-9 at every checkpoint, the per-example outputs and δ_L included."""
+    out = tmp_path / "c"
+    assert circuit_mnist.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+    assert (out / "circuit_mnist.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
+    (r,) = res["runs"]
+    assert r["rule"] == "urfb" and r["sizes"] == [784, 100, 10] and r["n_train"] == 300
+    assert [c["examples"] for c in r["checkpoints"]] == [100, 200, 300]
+    # observed ~3e-16–5e-16 (seed 0): only summation order differs
+    assert r["ok"] and r["max_W"] <= 1e-9 and r["max_R"] <= 1e-9
+    assert r["max_output"] <= 1e-9 and r["delta_flips"] == 0
+    # test error on the first 1000 test images, seed 0: 0.835 untrained → 0.422 after 300 examples
+    # (circuit and torch alike); ask for a fall of 0.2
+    assert r["test_error_circuit"] < r["test_error_start"] - 0.2, r
+    assert abs(r["test_error_circuit"] - r["test_error_torch"]) == 0.0

@@ -154,3 +154,110 @@ def bench_conv(opts) -> list[dict]:
                  "ratio": sum(mem.values()) / (2 * conv_w.numel() * conv_w.element_size()
                                                + batch * 3 * 32 * 32 * conv_w.element_size())})
     return rows
+
+
+@register_bench("layered")
+def bench_layered(opts) -> list[dict]:
+    """Amit's layered learning circuit (:class:`circuits.amit.LayeredCircuit`, 784-1000-10, URFB,
+    cython) per online example against its numpy twin :func:`plasticity.amit.train_online` (the same
+    Fig. 15 schedule as matrix math, one BLAS thread), on the same random MNIST-like inputs from the
+    same start; and, apart, the first cython compilation of the circuit.
+
+    Per-example times exclude building and compiling: the circuit first learns one warm-up chunk
+    (256 examples, its ``TimedArray`` capacity: the compiled code is then loaded or in memory), the
+    twin a few examples; then both learn the same n examples (n = 256, 64 with ``--quick``), median
+    of 3 rounds (1 with ``--quick``).  Compilation: without ``--quick`` the circuit is built and run
+    for one example once with Brian2's cython cache pointed at a fresh temporary folder (and its
+    in-process module cache emptied), so every code object is compiled from scratch; the row gives
+    that wall time, and the build + first run with the ordinary cache for comparison.  The final W
+    and R of circuit and twin are compared (max relative difference in the detail).
+    """
+    import gc
+    import os
+    import tempfile
+
+    import numpy as np
+    from brian2 import prefs
+
+    from circuits._brian import quiet_brian
+    from circuits.amit import LayeredCircuit
+    from plasticity import amit as PA
+
+    from .registry import max_rel_diff
+
+    quiet_brian()
+    sizes, eta, chunk = (784, 1000, 10), 0.01, 256
+    n = 64 if opts.quick else 256
+    rounds = 1 if opts.quick else 3
+    rng = np.random.default_rng(opts.seed)
+    total = chunk + rounds * n
+    X = (rng.uniform(0.0, 1.0, (total, sizes[0])) < 0.19) * rng.uniform(0.5, 1.0, (total, sizes[0]))  # ~MNIST ink
+    labels = rng.integers(0, sizes[-1], total)
+    W0, R0, _, _ = PA.random_init(sizes, np.random.default_rng(opts.seed + 1))
+    rows = []
+
+    def build():
+        return LayeredCircuit(sizes, W0, R0, eta, 1.0, 1.0, target="cython", chunk=chunk)
+
+    if not opts.quick:
+        from brian2.codegen.runtime.cython_rt.extension_manager import cython_extension_manager
+
+        old_dir = prefs.codegen.runtime.cython.cache_dir
+        old_mem = dict(cython_extension_manager._code_cache)
+        with tempfile.TemporaryDirectory(prefix="brian_cache_") as tmp:
+            prefs.codegen.runtime.cython.cache_dir = tmp
+            cython_extension_manager._code_cache.clear()
+            try:
+                t0 = time.perf_counter()
+                c = build()
+                c.train(X[:1], labels[:1])
+                compile_s = time.perf_counter() - t0
+                n_modules = len([f for f in os.listdir(tmp) if f.endswith((".so", ".pyd"))])
+            finally:
+                prefs.codegen.runtime.cython.cache_dir = old_dir
+                cython_extension_manager._code_cache.clear()
+                cython_extension_manager._code_cache.update(old_mem)
+                del c
+                gc.collect()
+        rows.append({"name": "layered circuit 784-1000-10: first cython compile (fresh cache), build + 1 example",
+                     "value": compile_s, "unit": "s", "ratio": None,
+                     "detail": f"{n_modules} compiled modules in a fresh temporary cache folder"})
+    t0 = time.perf_counter()
+    circ = build()
+    circ.train(X[:1], labels[:1])
+    cached_s = time.perf_counter() - t0
+    rows.append({"name": "layered circuit 784-1000-10: build + 1 example with the cython cache", "value": cached_s,
+                 "unit": "s", "ratio": None,
+                 "detail": "the ordinary cache (warm when this machine has compiled the circuit before)"})
+    circ.train(X[1:chunk], labels[1:chunk])
+    W, R = [w.copy() for w in W0], [r.copy() for r in R0]
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limit, blas = threadpool_limits(1), "1 BLAS thread"
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        import contextlib
+
+        limit, blas = contextlib.nullcontext(), "BLAS threads as configured"
+    bs, ts = [], []
+    with limit:
+        W, R, _, _ = PA.train_online(W, R, X[:chunk], labels[:chunk], eta=eta)
+        for r in range(rounds):
+            a, b = chunk + r * n, chunk + (r + 1) * n
+            t1 = time.perf_counter()
+            circ.train(X[a:b], labels[a:b])
+            t2 = time.perf_counter()
+            W, R, _, _ = PA.train_online(W, R, X[a:b], labels[a:b], eta=eta)
+            t3 = time.perf_counter()
+            bs.append((t2 - t1) / n)
+            ts.append((t3 - t2) / n)
+    Wc, Rc = circ.weights()
+    diff = max(max(max_rel_diff(a, b) for a, b in zip(Wc, W)), max(max_rel_diff(a, b) for a, b in zip(Rc, R)))
+    b, t = statistics.median(bs), statistics.median(ts)
+    steps = f"median of {rounds}×{n} examples after a {chunk}-example warm-up"
+    rows.append({"name": "layered circuit 784-1000-10 URFB per example: brian2[cython]", "value": b * 1e3,
+                 "unit": "ms", "ratio": b / t,
+                 "detail": f"{steps}; Network.run calls of ≤ {chunk} examples; final W, R vs twin max rel diff {diff:.1e}"})
+    rows.append({"name": f"layered 784-1000-10 URFB per example: numpy twin plasticity.amit.train_online ({blas})",
+                 "value": t * 1e3, "unit": "ms", "ratio": 1.0, "detail": steps})
+    return rows
