@@ -84,7 +84,7 @@ def test_plain_loop_equals_credit_train(rule):
     assert not torch.equal(ref.linears[0].weight, W0)  # it did learn
 
 
-@pytest.mark.parametrize("rule", ["urfb", "np", "rf", "di"])
+@pytest.mark.parametrize("rule", ["urfb", "np", "rf", pytest.param("di", marks=pytest.mark.slow)])
 def test_state_dict_continues_identically(rule):
     """25 steps, ``state_dict`` → a fresh model built from another seed → 25 more steps equals 50
     uninterrupted steps bit for bit (generators, DI's stabilised B and counters are in the state)."""

@@ -24,7 +24,6 @@ seconds) or without ``--quick`` for one full epoch (60 000 examples, cython targ
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import platform
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bridge.app.examples import Example
 
 #: rule → (ε of URFB, sparsity of W and R)
 RULES = {"urfb": (1.0, None), "frfb": (0.0, None), "urfb-50": (1.0, 0.5)}
@@ -231,6 +232,9 @@ def run_rule(rule: str, p: dict, data, log=_log) -> dict:
     return res
 
 
+EX = Example(__file__, seeds="single")
+
+
 def simulate(params: dict | None = None, *, log=_log) -> dict:
     """Run every rule in ``params['rules']``; returns ``{"params", "runs", "machine"}``."""
     from bridge.data import load_dataset
@@ -270,36 +274,23 @@ def plot(results: dict, axes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="784-100-10, 300 examples, 1000 test images, numpy target")
-    ap.add_argument("--out", default="runs/Amit_2021/circuit_mnist", help="output folder")
+    ap = EX.parser(__doc__)
     ap.add_argument("--n-train", type=int, help="first N training images (default all 60000: one epoch)")
     ap.add_argument("--n-test", type=int, help="first N test images (default all 10000)")
     ap.add_argument("--rules", nargs="+", choices=list(RULES), help="default urfb")
     ap.add_argument("--hidden", type=int, help="hidden width (default 1000; 100 with --quick)")
     ap.add_argument("--checkpoint", type=int, help="compare W and R every N examples (default 5000)")
     ap.add_argument("--eta", type=float, help=f"learning rate (default {DEFAULTS['eta']})")
-    ap.add_argument("--seed", type=int)
     ap.add_argument("--target", choices=("numpy", "cython"), help="Brian2 code generation (default cython)")
-    ap.add_argument("--data-dir", help="folder with mnist/ or the MNIST IDX files (default $CREDIT_DATA_DIR)")
-    ap.add_argument("--threads", type=int, default=1, help="torch / BLAS CPU threads (default 1)")
-    args = ap.parse_args(argv)
-    if not os.environ.get("MPLBACKEND"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-    import torch
-
-    if args.threads < 1:
-        ap.error("--threads must be ≥ 1")
+    args = EX.parse(ap, argv)
     if args.checkpoint is not None and args.checkpoint < 1:
         ap.error("--checkpoint must be ≥ 1")
-    torch.set_num_threads(args.threads)
-    params = dict(QUICK) if args.quick else {}
-    for k in ("n_train", "n_test", "rules", "checkpoint", "eta", "seed", "target", "data_dir"):
+    params = {**(dict(QUICK) if args.quick else {}), **EX.seed_params(args)}
+    for k in ("n_train", "n_test", "rules", "checkpoint", "eta", "target"):
         v = getattr(args, k)
         if v is not None:
             params[k] = v
+    params["data_dir"] = EX.data_dir(args.data_dir)
     if args.hidden is not None:
         params["sizes"] = (784, args.hidden, 10)
     out = Path(args.out)
@@ -313,10 +304,8 @@ def main(argv=None) -> int:
     with limit:
         results = simulate(params)
     results["seconds"] = time.perf_counter() - t0
-    from bridge.app.plots import save_figure, save_results
-
-    save_results(out, results, name="results.json")
-    save_figure(out / "circuit_mnist.png", plot, results, ncols=2, figsize=(12, 4))
+    EX.save(out, results, name="results.json")
+    EX.figure(out / "circuit_mnist.png", plot, results, ncols=2, figsize=(12, 4))
     bad = [r["rule"] for r in results["runs"] if not r["ok"]]
     print(f"wrote {out}/ ({results['seconds']:.0f} s); W and R ≤ {TOL:g} along the epoch: "
           f"{'all rules' if not bad else 'NOT for ' + ', '.join(bad)}")
@@ -324,4 +313,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(EX.run(main))
