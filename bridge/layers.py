@@ -297,7 +297,9 @@ class _TransferFn(torch.autograd.Function):
         return grad * gate, None, None
 
 
-_NATIVE = {"tanh": torch.tanh, "logistic": torch.sigmoid, "relu": torch.relu}
+#: torch kernels whose backward is exactly the plasticity gate (hardtanh's: 1[−1 < a < 1], Amit eq. 3)
+_NATIVE = {"tanh": torch.tanh, "logistic": torch.sigmoid, "relu": torch.relu,
+           "satlin": torch.nn.functional.hardtanh}
 
 
 class Activation(nn.Module):

@@ -185,9 +185,10 @@ def test_satlin_activation_backward_is_eq3_gate_and_hinge_backward_is_eq6():
     np.testing.assert_array_equal(want, [[1.0, -0.5, -0.5], [-0.5, 0.0, 1.0]])
 
 
-@pytest.mark.parametrize("name", ["tanh", "logistic", "relu"])
+@pytest.mark.parametrize("name", ["tanh", "logistic", "relu", "satlin"])
 def test_native_activations_have_the_plasticity_gate(name):
     a = torch.randn(50, generator=gen(9)) * 3
+    a[:4] = torch.tensor([-1.0, 1.0, 0.0, -0.0])  # the gate's edges
     a.requires_grad_(True)
     Activation(name)(a).sum().backward()
     torch.testing.assert_close(a.grad, P.get_transfer(name).gate(a.detach()), rtol=0, atol=1e-15)
