@@ -198,9 +198,14 @@ def cmd_circuit(args) -> int:
         return 2
     out = Path(args.out or Path("runs") / f"circuit-{args.name}")
     out.mkdir(parents=True, exist_ok=True)
+    doc = (registry.DEMOS[args.name].__doc__ or "").strip().split("\n")[0]
+    print(f"simulating {args.name}: {doc} (Brian2 compiles new code on first use; later runs reuse it) …",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     paths = registry.DEMOS[args.name](out, args.seed)
     for p in paths:
         print(p)
+    print(f"{args.name}: {len(paths)} file(s) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0
 
 
