@@ -83,3 +83,19 @@ def mean_sd(values) -> dict:
     m = sum(v) / n
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) if n > 1 else 0.0
     return {"mean": m, "sd": sd, "n": n}
+
+
+def mean_sd_curves(rows, axis: int = 0):
+    """Pointwise mean and sd (ddof 1, 0 for a single row; NaNs ignored) of curves stacked along
+    ``axis`` — the bands of the package's figures, on the same convention as :func:`mean_sd`."""
+    import warnings
+
+    import numpy as np
+
+    a = np.asarray(rows, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        m = np.nanmean(a, axis=axis)
+        n = np.sum(np.isfinite(a), axis=axis)
+        sd = np.where(n > 1, np.nanstd(a, axis=axis, ddof=1) if a.shape[axis] > 1 else 0.0, 0.0)
+    return m, sd

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.app.examples import Example
+from bridge.app.plots import mean_sd, mean_sd_curves
 from plasticity import rule_parameters
 
 RULES = ("bp", "urfb", "frfb")
@@ -123,8 +124,9 @@ def _jsonable(obj):
 
 
 def _ms(xs):
-    xs = np.asarray(xs, dtype=float)
-    return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
+
+    s = mean_sd(xs)
+    return s["mean"], s["sd"]
 
 
 def summarize(runs, p) -> dict:
@@ -167,7 +169,7 @@ def plot(results: dict, axes) -> None:
                 continue
             ep = np.array([row["epoch"] for row in hs[0]])
             e = np.array([[row["test_error"] for row in h] for h in hs]) * 100
-            m, s = e.mean(0), e.std(0)
+            m, s = mean_sd_curves(e)
             ax.plot(ep, m, color=COLORS.get(rule), label=rule.upper())
             ax.fill_between(ep, m - s, m + s, color=COLORS.get(rule), alpha=0.2, lw=0)
         sizes = "-".join(map(str, p["depths"][depth]))

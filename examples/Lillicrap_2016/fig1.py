@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from bridge.app.examples import Example
+from bridge.app.plots import mean_sd, mean_sd_curves
 
 NAME = "fig1"
 EX = Example(__file__, seeds="count")
@@ -90,10 +91,9 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
 
 
 def _stats(values) -> dict:
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+
+    s = mean_sd(values)
+    return s if s["n"] else {"mean": None, "sd": None, "n": 0}
 
 
 def summarize(results: dict) -> dict:
@@ -126,7 +126,7 @@ def plot(results: dict, axes) -> None:
     for cond, c in results["conditions"].items():
         ex = np.asarray(c["examples"])
         nse = np.asarray(c["nse"], dtype=float)
-        m, s = nse.mean(0), nse.std(0)
+        m, s = mean_sd_curves(nse)
         ax_d.plot(ex, m, color=COLORS.get(cond), label=cond)
         ax_d.fill_between(ex, m - s, m + s, color=COLORS.get(cond), alpha=0.2, lw=0)
     ax_d.set(xlabel="training examples", ylabel="test NSE", ylim=(0, 1.05), title="Fig. 1d: task 1 (30-20-10 linear)")
@@ -135,7 +135,7 @@ def plot(results: dict, axes) -> None:
         c = results["conditions"]["fa"]
         ex = np.asarray(c["examples"])
         ang = np.asarray(c["angle_bp_deg"], dtype=float)
-        m, s = np.nanmean(ang, 0), np.nanstd(ang, 0)
+        m, s = mean_sd_curves(ang)
         ax_e.plot(ex, m, color=COLORS["fa"])
         ax_e.fill_between(ex, m - 2 * s, m + 2 * s, color=COLORS["fa"], alpha=0.2, lw=0)
         ax_e.axhline(90, color="0.6", ls=":", lw=1)

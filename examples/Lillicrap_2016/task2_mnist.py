@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from bridge.app.examples import Example
+from bridge.app.plots import mean_sd, mean_sd_curves
 
 NAME = "task2_mnist"
 EX = Example(__file__, seeds="count")
@@ -113,8 +114,8 @@ def summarize(results: dict) -> dict:
         ang = np.asarray([row[-1] for row in c["angle_bp_deg"] if row is not None], dtype=float)
 
         def ms(v):
-            return (float(np.mean(v)) if v.size else None,
-                    float(np.std(v, ddof=1)) if v.size > 1 else (0.0 if v.size else None))
+            s = mean_sd(v)
+            return (s["mean"], s["sd"]) if s["n"] else (None, None)
 
         summ[cond] = {
             "n": int(final.size), "failed": len(c["test_error"]) - len(ok),
@@ -138,7 +139,7 @@ def plot(results: dict, axes) -> None:
             continue
         ep = np.asarray(c["epoch"])
         err = 100 * np.asarray(rows, dtype=float)
-        m, s = err.mean(0), err.std(0)
+        m, s = mean_sd_curves(err)
         ax_a.plot(ep[1:], m[1:], color=COLORS.get(cond), label=cond)
         ax_a.fill_between(ep[1:], (m - s)[1:], (m + s)[1:], color=COLORS.get(cond), alpha=0.2, lw=0)
         if cond != "bp":
