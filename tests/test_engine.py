@@ -66,7 +66,13 @@ def _plain_loop(cfg, data, steps=None, model=None, opt=None, start_epoch=0):
     return model, opt
 
 
-@pytest.mark.parametrize("rule", ALL_RULES)
+#: the same code paths as rules kept in the default run (frfb = fa's, rf-exact = pbp's operator family),
+#: or slow (di's solver): their copies of the longer tests run with -m slow
+_SLOW_TWINS = {"frfb", "rf-exact", "di"}
+_PARAMS = [pytest.param(r, marks=pytest.mark.slow) if r in _SLOW_TWINS else r for r in ALL_RULES]
+
+
+@pytest.mark.parametrize("rule", _PARAMS)
 def test_plain_loop_equals_credit_train(rule):
     """50 steps: ``run_experiment`` (evaluations and angle probes included) and a hand-written
     ``backward(); step()`` loop end with bit-identical weights and feedback — so the probes learn
@@ -115,7 +121,8 @@ def test_state_dict_continues_identically(rule):
         assert fresh.di_state.step == 50 and len(fresh.di_state.stability) == 50
 
 
-@pytest.mark.parametrize("rule", ALL_RULES)
+@pytest.mark.parametrize("rule", [pytest.param(r, marks=pytest.mark.slow) if r in {"frfb", "rf-exact"} else r
+                                  for r in ALL_RULES])
 def test_resume_after_interrupt_is_bit_identical(rule, tmp_path, monkeypatch):
     """Interrupted during epoch 2 (Ctrl-C), resumed from the epoch-1 checkpoint: the final weights,
     feedback, optimizer state and metrics history equal an uninterrupted run's."""
