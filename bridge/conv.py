@@ -58,6 +58,16 @@ def _pair(name, v):
 class _ConvBase(FeedbackLayer):
     """What the two layers share: rule, masks, feedback, the backward context."""
 
+    def _geometry(self, in_channels, out_channels, kernel_size, stride, padding, generator, dtype):
+        """Validate and store channels, kernel, stride and padding; returns the dtype to use."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator (randomness is always explicit)")
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride, self.padding = _pair("stride", stride), _pair("padding", padding)
+        return torch.get_default_dtype() if dtype is None else dtype
+
     @property
     def form(self) -> str:
         """How the layer carries its rule's signal now (metrics swap the rule for BP's)."""
@@ -170,13 +180,7 @@ class FeedbackConv2d(_ConvBase):
                  sparsity: float = 0.0, feedback_sparsity: float = 0.0, with_feedback: bool = True,
                  feedback_dim: int | None = None, in_size=None, generator: torch.Generator, dtype=None):
         super().__init__()
-        if not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator (randomness is always explicit)")
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride, self.padding = _pair("stride", stride), _pair("padding", padding)
+        dtype = self._geometry(in_channels, out_channels, kernel_size, stride, padding, generator, dtype)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         ws = _scale("weight_scale", weight_scale)
         ws = 1.0 / math.sqrt(fan_in) if ws is None else ws
@@ -228,13 +232,7 @@ class LocallyConnected2d(_ConvBase):
                  sparsity: float = 0.0, feedback_sparsity: float = 0.0, with_feedback: bool = True,
                  feedback_dim: int | None = None, generator: torch.Generator, dtype=None):
         super().__init__()
-        if not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator (randomness is always explicit)")
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride, self.padding = _pair("stride", stride), _pair("padding", padding)
+        dtype = self._geometry(in_channels, out_channels, kernel_size, stride, padding, generator, dtype)
         self.in_size = _pair("in_size", in_size)
         self.out_size = tuple((self.in_size[i] + 2 * self.padding[i] - self.kernel_size[i]) // self.stride[i] + 1
                               for i in range(2))

@@ -22,16 +22,21 @@ SIZES = (784, 1000, 10)
 BATCH = 128
 
 
-def _plain_step_fn(gen, device):
-    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Tanh(), nn.Linear(SIZES[1], SIZES[2])).to(device)
+def _torch_step(model, loss_fn):
+    """One plain torch SGD step of ``model`` with ``loss_fn`` (the baseline of every ratio)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        loss_fn(model(x), y).backward()
         opt.step()
 
     return step
+
+
+def _plain_step_fn(gen, device):
+    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Tanh(), nn.Linear(SIZES[1], SIZES[2])).to(device)
+    return _torch_step(model, nn.functional.cross_entropy)
 
 
 def _rule_step_fn(rule, gen, device):
@@ -115,14 +120,7 @@ def bench_conv(opts) -> list[dict]:
 
         m = nn.Sequential(nn.Conv2d(3, 32, 5, padding=2), nn.Hardtanh(), AmitMaxPool(), nn.Flatten(),
                           nn.Linear(32 * 16 * 16, 500), nn.Hardtanh(), nn.Linear(500, 10)).to(dev)
-        opt = torch.optim.SGD(m.parameters(), lr=0.01)
-
-        def step(x, y):
-            opt.zero_grad(set_to_none=True)
-            nn.functional.multi_margin_loss(m(x), y).backward()
-            opt.step()
-
-        return step
+        return _torch_step(m, nn.functional.multi_margin_loss)
 
     def engine(rule, untied=False):
         m = build_arch("amit-simpnet", rule, 10, generator=gen, untied=untied, dropout=False).to(dev)
