@@ -37,6 +37,21 @@ from ..train import OPTIMIZERS, SCHEDULES, Diverged, TrainState, make_optimizer,
 from .tasks import TASKS
 
 
+def read_toml(path, prefix: str = "") -> dict:
+    """The table in a TOML file; a missing file, a folder or a file that is not TOML is a one-line
+    ``ValueError`` starting with ``prefix`` and the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{prefix}{path}: not a file")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{prefix}{path}: not a TOML file ({' '.join(str(e).split())})") from None
+    except OSError as e:
+        raise ValueError(f"{prefix}{path}: cannot read it ({e.strerror})") from None
+
+
 @dataclass
 class TrainConfig:
     """Everything one training run needs; ``None`` means "the task's default"."""
@@ -171,15 +186,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path, **overrides) -> "TrainConfig":
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"--config {path}: not a file")
-        try:
-            with open(path, "rb") as f:
-                raw = tomllib.load(f)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"--config {path}: not a TOML file ({' '.join(str(e).split())})") from None
-        except OSError as e:
-            raise ValueError(f"--config {path}: cannot read it ({e.strerror})") from None
+        raw = read_toml(path, "--config ")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - names
         if unknown:

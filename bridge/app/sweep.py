@@ -41,12 +41,11 @@ import re
 import shutil
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .registry import register_bench
-from .runs import CHECKPOINT, TrainConfig, _atomic_text, jsonable
+from .runs import CHECKPOINT, TrainConfig, _atomic_text, jsonable, read_toml
 
 #: sweep-level options of the file (not part of any run's configuration)
 SWEEP_OPTIONS = {"threads": "torch CPU threads of each run (default 1)"}
@@ -122,15 +121,7 @@ def parse_sweep(raw: dict, source: str = "the sweep file") -> Sweep:
 
 
 def load_sweep(path) -> Sweep:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: not a file")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML ({e})") from None
-    return parse_sweep(raw, str(path))
+    return parse_sweep(read_toml(path), str(path))
 
 
 def _value(name, v):
