@@ -87,6 +87,38 @@ def test_bench_json(tmp_path):
     assert all(set(r) == {"name", "value", "unit", "ratio"} and r["value"] > 0 for r in rows)
 
 
+def test_bench_prints_each_row_when_it_is_measured(monkeypatch, capsys):
+    from bridge.app import registry
+
+    registry.load(registry.BENCH_MODULES)
+    seen = []
+
+    def slow_group(opts):
+        for k in range(2):
+            seen.append(capsys.readouterr().err)  # what the user had seen before row k was measured
+            yield {"name": f"row{k}", "value": 1.0, "unit": "ms", "ratio": None}
+
+    monkeypatch.setitem(registry.BENCHES, "slow", slow_group)
+    assert main(["bench", "--only", "slow"]) == 0
+    assert "bench slow" in seen[0] and "row0" not in seen[0]
+    assert "row0: 1 ms" in seen[1] and "row1" not in seen[1]  # row 0 was shown before row 1 was measured
+    assert "row1: 1 ms" in capsys.readouterr().err
+
+
+def test_circuit_reports_progress_through_the_demo_log(tmp_path, monkeypatch, capsys):
+    from bridge.app import registry
+
+    registry.load(registry.DEMO_MODULES)
+
+    def demo(out, seed=0, log=None):
+        log("halfway")
+        return []
+
+    monkeypatch.setitem(registry.DEMOS, "fake", demo)
+    assert main(["circuit", "fake", "--out", str(tmp_path)]) == 0
+    assert "s] halfway" in capsys.readouterr().err
+
+
 def test_run_main_job_small(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--epochs", "1", "--rules", "bp", "fa", "--quiet"]) == 0

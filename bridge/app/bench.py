@@ -9,7 +9,9 @@ over the median step time of plain torch (``nn.Linear`` + ``F.cross_entropy`` + 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -54,12 +56,18 @@ RULE_ROWS = {"bp": "bp", "fa": "fa", "frfb": "frfb", "dfa": "dfa", "urfb": "urfb
              "np": "np", "rf": "rf", "rf-exact": "rf-exact", "di-steady": ("di", {"method": "steady"})}
 
 
-def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3, device="cpu") -> dict:
-    """Median seconds per call of each fn, timed round-robin in one process (CUDA synchronised)."""
+def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3, device="cpu",
+                      progress: bool = False) -> dict:
+    """Median seconds per call of each fn, timed round-robin in one process (CUDA synchronised);
+    ``progress`` shows a bar over the rounds (every fn once per round) on stderr."""
+    from tqdm.auto import tqdm
+
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     times = {k: [] for k in fns}
     batches = [make_batch(i) for i in range(repeats + warmup)]
-    for i, (x, y) in enumerate(batches):
+    rounds = tqdm(batches, desc=f"  timing {len(fns)} steps round-robin", unit="round", leave=False,
+                  disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    for i, (x, y) in enumerate(rounds):
         for name, fn in fns.items():
             sync()
             t0 = time.perf_counter()
@@ -72,7 +80,7 @@ def time_side_by_side(fns: dict, make_batch, repeats: int, warmup: int = 3, devi
 
 
 @register_bench("rules")
-def bench_rules(opts) -> list[dict]:
+def bench_rules(opts) -> Iterator[dict]:
     from plasticity import RULES
 
     gen = torch.Generator().manual_seed(opts.seed)
@@ -91,7 +99,8 @@ def bench_rules(opts) -> list[dict]:
         x = torch.randn(BATCH, SIZES[0], generator=data_gen)
         return x.to(dev), torch.randint(0, SIZES[-1], (BATCH,), generator=data_gen).to(dev)
 
-    med = time_side_by_side(fns, make_batch, repeats=5 if opts.quick else opts.repeats, device=dev)
+    med = time_side_by_side(fns, make_batch, repeats=5 if opts.quick else opts.repeats, device=dev,
+                             progress=opts.progress)
     base = med["torch-bp"]
     th = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}" if dev == "cpu" else dev
     rows = [{"name": f"step torch-bp 784-1000-10 b128 ({th})", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
@@ -101,7 +110,7 @@ def bench_rules(opts) -> list[dict]:
 
 
 @register_bench("conv")
-def bench_conv(opts) -> list[dict]:
+def bench_conv(opts) -> Iterator[dict]:
     """Amit's simpnet (3×32×32 → Conv 32 5×5 → Maxpool 3 → Full 500 → 10; batch 128, float32, no
     dropout): one step of FA, URFB and BP-through-the-engine against the same net built from
     ``nn.Conv2d``/``nn.Linear`` with torch's own backprop; and the untied (locally connected) net's
@@ -138,7 +147,8 @@ def bench_conv(opts) -> list[dict]:
         x = torch.rand(batch, 3, 32, 32, generator=data_gen)
         return x.to(dev), torch.randint(0, 10, (batch,), generator=data_gen).to(dev)
 
-    med = time_side_by_side(fns, make_batch, repeats=3 if opts.quick else max(5, opts.repeats // 3), device=dev)
+    med = time_side_by_side(fns, make_batch, repeats=3 if opts.quick else max(5, opts.repeats // 3), device=dev,
+                             progress=opts.progress)
     base = med["torch-bp"]
     th = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}" if dev == "cpu" else dev
     rows = [{"name": f"step simpnet torch-bp b{batch} ({th})", "value": base * 1e3, "unit": "ms", "ratio": 1.0}]
@@ -155,7 +165,7 @@ def bench_conv(opts) -> list[dict]:
 
 
 @register_bench("layered")
-def bench_layered(opts) -> list[dict]:
+def bench_layered(opts) -> Iterator[dict]:
     """Amit's layered learning circuit (:class:`circuits.amit.LayeredCircuit`, 784-1000-10, URFB,
     cython) per online example against its numpy twin :func:`plasticity.amit.train_online` (the same
     Fig. 15 schedule as matrix math, one BLAS thread), on the same random MNIST-like inputs from the
@@ -192,7 +202,6 @@ def bench_layered(opts) -> list[dict]:
     X = (rng.uniform(0.0, 1.0, (total, sizes[0])) < 0.19) * rng.uniform(0.5, 1.0, (total, sizes[0]))  # ~MNIST ink
     labels = rng.integers(0, sizes[-1], total)
     W0, R0, _, _ = PA.random_init(sizes, np.random.default_rng(opts.seed + 1))
-    rows = []
 
     def build():
         return LayeredCircuit(sizes, W0, R0, eta, 1.0, 1.0, target="cython", chunk=chunk)
@@ -217,16 +226,16 @@ def bench_layered(opts) -> list[dict]:
                 cython_extension_manager._code_cache.update(old_mem)
                 del c
                 gc.collect()
-        rows.append({"name": "layered circuit 784-1000-10: first cython compile (fresh cache), build + 1 example",
-                     "value": compile_s, "unit": "s", "ratio": None,
-                     "detail": f"{n_modules} compiled modules in a fresh temporary cache folder"})
+        yield {"name": "layered circuit 784-1000-10: first cython compile (fresh cache), build + 1 example",
+               "value": compile_s, "unit": "s", "ratio": None,
+               "detail": f"{n_modules} compiled modules in a fresh temporary cache folder"}
     t0 = time.perf_counter()
     circ = build()
     circ.train(X[:1], labels[:1])
     cached_s = time.perf_counter() - t0
-    rows.append({"name": "layered circuit 784-1000-10: build + 1 example with the cython cache", "value": cached_s,
-                 "unit": "s", "ratio": None,
-                 "detail": "the ordinary cache (warm when this machine has compiled the circuit before)"})
+    yield {"name": "layered circuit 784-1000-10: build + 1 example with the cython cache", "value": cached_s,
+           "unit": "s", "ratio": None,
+           "detail": "the ordinary cache (warm when this machine has compiled the circuit before)"}
     circ.train(X[1:chunk], labels[1:chunk])
     W, R = [w.copy() for w in W0], [r.copy() for r in R0]
     try:
@@ -253,9 +262,8 @@ def bench_layered(opts) -> list[dict]:
     diff = max(max(max_rel_diff(a, b) for a, b in zip(Wc, W)), max(max_rel_diff(a, b) for a, b in zip(Rc, R)))
     b, t = statistics.median(bs), statistics.median(ts)
     steps = f"median of {rounds}×{n} examples after a {chunk}-example warm-up"
-    rows.append({"name": "layered circuit 784-1000-10 URFB per example: brian2[cython]", "value": b * 1e3,
-                 "unit": "ms", "ratio": b / t,
-                 "detail": f"{steps}; Network.run calls of ≤ {chunk} examples; final W, R vs twin max rel diff {diff:.1e}"})
-    rows.append({"name": f"layered 784-1000-10 URFB per example: numpy twin plasticity.amit.train_online ({blas})",
-                 "value": t * 1e3, "unit": "ms", "ratio": 1.0, "detail": steps})
-    return rows
+    yield {"name": "layered circuit 784-1000-10 URFB per example: brian2[cython]", "value": b * 1e3,
+           "unit": "ms", "ratio": b / t,
+           "detail": f"{steps}; Network.run calls of ≤ {chunk} examples; final W, R vs twin max rel diff {diff:.1e}"}
+    yield {"name": f"layered 784-1000-10 URFB per example: numpy twin plasticity.amit.train_online ({blas})",
+           "value": t * 1e3, "unit": "ms", "ratio": 1.0, "detail": steps}

@@ -7,6 +7,7 @@ Subcommands: ``run`` (the main job on embedded defaults), ``train``, ``sweep``, 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -206,7 +207,12 @@ def cmd_circuit(args) -> int:
     print(f"simulating {args.name}: {doc} (Brian2 compiles new code on first use; later runs reuse it) …",
           file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    paths = registry.DEMOS[args.name](out, args.seed)
+    demo = registry.DEMOS[args.name]
+
+    def log(line):
+        print(f"  [{time.perf_counter() - t0:5.0f} s] {line}", file=sys.stderr, flush=True)
+
+    paths = demo(out, args.seed, **({"log": log} if "log" in inspect.signature(demo).parameters else {}))
     for p in paths:
         print(p)
     print(f"{args.name}: {len(paths)} file(s) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -315,20 +321,22 @@ def cmd_bench(args) -> int:
         return _usage_error("bench", f"--device cuda: CUDA is not available to this torch ({torch.__version__}); "
                                      "use --device cpu")
     opts = registry.BenchOptions(repeats=args.repeats, quick=args.quick, seed=args.seed, only=args.only or [],
-                                 device=args.device)
+                                 device=args.device, progress=not args.quiet)
     names = [n for n in registry.BENCHES if not opts.only or n in opts.only]
     results = []
-    for n in names:
+    for k, n in enumerate(names, 1):
         if not args.quiet:
-            print(f"bench {n} …", file=sys.stderr)
-        t0 = time.perf_counter()
-        rows = registry.BENCHES[n](opts)
+            print(f"bench {n} ({k}/{len(names)}) …", file=sys.stderr, flush=True)
+        t0 = t_row = time.perf_counter()
+        for r in registry.BENCHES[n](opts):  # each row as soon as it is measured
+            if not args.quiet:
+                took = time.perf_counter() - t_row  # rows measured together come out together
+                print(f"  {r['name']}: {_fmt(r.get('value'))} {r.get('unit', '')} (ratio {_fmt(r.get('ratio'))})"
+                      + (f"  [{took:.1f} s]" if took >= 0.1 else ""), file=sys.stderr, flush=True)
+            t_row = time.perf_counter()
+            results.append(r)
         if not args.quiet:
-            for r in rows:
-                print(f"  {r['name']}: {_fmt(r.get('value'))} {r.get('unit', '')} (ratio {_fmt(r.get('ratio'))})",
-                      file=sys.stderr)
-            print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-        results.extend(rows)
+            print(f"  ({n}: {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
     _print_table([{k: (_fmt(v) if isinstance(v, float) or v is None else v) for k, v in r.items()} for r in results],
                  ["name", "value", "unit", "ratio"])
     if args.json:

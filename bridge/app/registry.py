@@ -63,6 +63,7 @@ class BenchOptions:
     seed: int = 0
     only: list = field(default_factory=list)
     device: str = "cpu"
+    progress: bool = False  # bars on stderr during long timings (the CLI sets it unless --quiet)
 
 
 def _registrar(table):

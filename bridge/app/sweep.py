@@ -41,6 +41,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -589,7 +590,7 @@ def main(config, *, engine="local", address=None, workers=None, out=None, quiet=
 
 
 @register_bench("sweep")
-def bench_sweep(opts) -> list[dict]:
+def bench_sweep(opts) -> Iterator[dict]:
     """Throughput of the local engine: the same grid of single-threaded runs (digits 64-100-10, FA,
     one run per seed) with 1 and with 2 worker processes, alternated; runs per second and the ratio
     of the medians, with the load average before and after (other processes lower the ratio)."""
@@ -598,7 +599,7 @@ def bench_sweep(opts) -> list[dict]:
     import time
 
     runs, epochs = (4, 5) if opts.quick else (8, 30)
-    rows, rate = [], {1: [], 2: []}
+    rate = {1: [], 2: []}
     for _ in range(1 if opts.quick else 2):
         for w in (1, 2):
             sweep = parse_sweep({"task": "digits", "sizes": "64-100-10", "epochs": epochs, "n_train": 1024,
@@ -611,9 +612,8 @@ def bench_sweep(opts) -> list[dict]:
             if res.count("finished") != runs:
                 raise RuntimeError("sweep bench: not every run finished")
             rate[w].append(runs / wall)
-            rows.append({"name": f"sweep {runs} runs, {w} worker{'s' if w > 1 else ''} (load {load0:.1f} → "
-                                 f"{os.getloadavg()[0]:.1f})", "value": runs / wall, "unit": "runs/s", "ratio": None})
+            yield {"name": f"sweep {runs} runs, {w} worker{'s' if w > 1 else ''} (load {load0:.1f} → "
+                           f"{os.getloadavg()[0]:.1f})", "value": runs / wall, "unit": "runs/s", "ratio": None}
     ratio = statistics.median(rate[2]) / statistics.median(rate[1])
-    rows.append({"name": f"sweep throughput, 2 workers / 1 worker ({os.cpu_count()} cores)", "value": ratio,
-                 "unit": "×", "ratio": ratio})
-    return rows
+    yield {"name": f"sweep throughput, 2 workers / 1 worker ({os.cpu_count()} cores)", "value": ratio,
+           "unit": "×", "ratio": ratio}

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -496,7 +497,7 @@ def _corr(W, R):
 
 
 @register_demo("layered")
-def demo_layered(out: Path, seed: int = 0) -> list[Path]:
+def demo_layered(out: Path, seed: int = 0, log=None) -> list[Path]:
     """Fig. 15 schedule (both feedback orders) and a small layered circuit learning the digits."""
     from matplotlib.patches import Patch
 
@@ -532,6 +533,8 @@ def demo_layered(out: Path, seed: int = 0) -> list[Path]:
         ax.set_ylabel("run_regularly slot (when='groups', order) within one example's time step")
         ax.set_title("Fig. 15 order: δ_{l−1} from the updated R_l" if order == "after_update"
                      else "before_update: all δ from the old R (= torch engine)", fontsize=10)
+    if log:
+        log("drew the Fig. 15 schedules; building the 64-30-10 circuit (compiles on first use)")
     seen = {}
     for _, ph, col in _PHASES:
         seen.setdefault(ph, col)
@@ -555,6 +558,8 @@ def demo_layered(out: Path, seed: int = 0) -> list[Path]:
         Wc, Rc = circ.weights()
         ccorr.append([_corr(W, R) for W, R in zip(Wc, Rc)])
         cstep.append(k + chunk)
+        if log:
+            log(f"circuit learned {k + chunk}/{n} digits (mean hinge loss of the chunk {loss[-1].mean():.3f})")
     loss = np.concatenate(loss)
     twin = {}
     for name, eps in (("URFB ε=1", 1.0), ("FRFB ε=0", 0.0)):
@@ -563,6 +568,8 @@ def demo_layered(out: Path, seed: int = 0) -> list[Path]:
             W, R, _, _ = PA.train_online(W, R, X[i:i + 1], y[i:i + 1], eta=eta, epsilon=eps, mu=mu)
             corr.append([_corr(a, b) for a, b in zip(W, R)])
         twin[name] = np.array(corr)
+        if log:
+            log(f"numpy twin, {name}: {n} digits")
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     w = 20
     axes[0].plot(np.arange(1, n + 1), loss, ".", ms=3, alpha=0.4, label="per example (online, before update)")
@@ -643,7 +650,7 @@ def _one_blas_thread():
 
 
 @register_bench("circuit")
-def bench_circuit(opts) -> list[dict]:
+def bench_circuit(opts) -> Iterator[dict]:
     """ms/step of a 1000×1000 dense rate layer (h = W x, Hebbian W += η h xᵀ) in Brian2 vs numpy.
 
     Both run the same steps on the same inputs in this process, one thread each.  Brian2's build
@@ -666,7 +673,6 @@ def bench_circuit(opts) -> list[dict]:
     W0 = rng.standard_normal((BENCH_N, BENCH_N)) / np.sqrt(BENCH_N)
     assert warm + rounds * (n_steps + 1) <= BENCH_CAPACITY
     target = "cython"
-    rows = []
     dt = b2.defaultclock.dt
     for plastic in (True, False):
         t0 = time.perf_counter()
@@ -705,11 +711,10 @@ def bench_circuit(opts) -> list[dict]:
         same = max_rel_diff(get_weights(S), W)
         kind = "Hebbian" if plastic else "static (no plasticity)"
         steps = f"median of {rounds}×{n_steps} steps after a {warm}-step warm-up"
-        rows.append({"name": f"circuit {BENCH_N}x{BENCH_N} {kind}: brian2[{target}], excl. build/compile",
-                     "value": b * 1e3, "unit": "ms/step", "ratio": b / nmp,
-                     "detail": f"{steps}; build + warm-up {build:.1f} s and Network.run setup "
-                               f"{np.median(overhead) * 1e3:.0f} ms per call excluded; "
-                               f"final W vs numpy max rel diff {same:.1e}"})
-        rows.append({"name": f"circuit {BENCH_N}x{BENCH_N} {kind}: numpy loop ({blas})", "value": nmp * 1e3,
-                     "unit": "ms/step", "ratio": 1.0, "detail": steps})
-    return rows
+        yield {"name": f"circuit {BENCH_N}x{BENCH_N} {kind}: brian2[{target}], excl. build/compile",
+               "value": b * 1e3, "unit": "ms/step", "ratio": b / nmp,
+               "detail": f"{steps}; build + warm-up {build:.1f} s and Network.run setup "
+                         f"{np.median(overhead) * 1e3:.0f} ms per call excluded; "
+                         f"final W vs numpy max rel diff {same:.1e}"}
+        yield {"name": f"circuit {BENCH_N}x{BENCH_N} {kind}: numpy loop ({blas})", "value": nmp * 1e3,
+               "unit": "ms/step", "ratio": 1.0, "detail": steps}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +254,7 @@ def _best_time(fn, reps, device):
 
 
 @register_bench("di")
-def bench_di(opts) -> list[dict]:
+def bench_di(opts) -> Iterator[dict]:
     """Examples/s of DI on the 1000→10 layer of 784-1000-10: batched torch vs numba per example.
 
     Matched accuracy: the step count is the smallest multiple of 10 whose batched float64 result
@@ -300,7 +301,6 @@ def bench_di(opts) -> list[dict]:
     def ratio(eps):
         return None if numba_eps is None else eps / numba_eps
 
-    rows = []
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
         for sub, how in ((True, "subspace δ = Bc"), (False, "δ in full")):
@@ -309,9 +309,9 @@ def bench_di(opts) -> list[dict]:
 
             ang = _angle(run().delta.double().cpu().numpy(), ndi)
             eps = n / _best_time(run, reps, device)
-            rows.append({"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
-                         "ratio": ratio(eps),
-                         "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {where}, angle to NDI {ang:.2f}°"})
+            yield {"name": f"di-euler-batched-{tag}{'' if sub else '-full'}", "value": eps, "unit": "examples/s",
+                   "ratio": ratio(eps),
+                   "detail": f"{steps} Euler steps, dt={dt}, {how}, batch {n} on {where}, angle to NDI {ang:.2f}°"}
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         Wd, Bd, td = (a.to(dtype) for a in (Wt, Bt, tt))
         for chord, how in ((30, "chord-newton"), (0, "newton")):
@@ -321,14 +321,13 @@ def bench_di(opts) -> list[dict]:
             ang = _angle(solve().double().cpu().numpy(), ndi)
             dev = _rel(solve().double().cpu().numpy(), ref)
             eps = n / _best_time(solve, reps, device)
-            rows.append({"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": ratio(eps),
-                         "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
-                                   f"per-example Newton), batch {n} on {where}, angle to NDI {ang:.2f}°, "
-                                   f"rel. distance to the float64 Newton fixed point {dev:.1e}"})
+            yield {"name": f"di-steady-{how}-{tag}", "value": eps, "unit": "examples/s", "ratio": ratio(eps),
+                   "detail": f"fixed point of eq. 15 ({'chord steps with J(0), then ' if chord else ''}"
+                             f"per-example Newton), batch {n} on {where}, angle to NDI {ang:.2f}°, "
+                             f"rel. distance to the float64 Newton fixed point {dev:.1e}"}
     ndi_eps = n / _best_time(lambda: tt @ NDI(alpha=alpha).operator(Wt, Bt).T, 20, device)
     if numba_eps is not None:
-        rows.append({"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
-                     "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"})
-    rows.append({"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ratio(ndi_eps),
-                 "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"})
-    return rows
+        yield {"name": "di-numba-alg1-per-example", "value": numba_eps, "unit": "examples/s", "ratio": 1.0,
+               "detail": f"{steps} steps, float64, one example at a time on one core, angle to NDI {ang_numba:.2f}°"}
+    yield {"name": "ndi-closed-form-f64", "value": ndi_eps, "unit": "examples/s", "ratio": ratio(ndi_eps),
+           "detail": "NDI (eq. 10: one 10×10 solve per batch), the floor of inversion"}

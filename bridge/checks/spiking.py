@@ -491,11 +491,12 @@ def demo_hebbian(out: Path, seed: int = 0) -> list[Path]:
 LAYERED = dict(sizes=(64, 30, 10), eta=0.02, n_train=300, n_test=400, every=100)
 
 
-def layered_digits(seed: int = 0, n_train: int | None = None, every: int | None = None, n_test: int | None = None):
+def layered_digits(seed: int = 0, n_train: int | None = None, every: int | None = None, n_test: int | None = None,
+                   log=None):
     """Train :class:`circuits.spiking_layered.SpikingLayered` and :class:`circuits.amit.LayeredCircuit`
     online on the same digits from the same W₀, R₀ (URFB, η = 0.02); return a dict with the test
     errors (matrix forward of the learned weights) after every ``every`` examples, and both final
-    weight sets."""
+    weight sets.  ``log`` (a callable taking one line) hears of every chunk learned."""
     from circuits.amit import LayeredCircuit
     from circuits.spiking_layered import SpikingLayered
     from plasticity.network import forward
@@ -524,17 +525,19 @@ def layered_digits(seed: int = 0, n_train: int | None = None, every: int | None 
         seen.append(sl.stop)
         e_rate.append(err(rate.weights()[0]))
         e_spk.append(err(spk.weights()[0]))
+        if log:
+            log(f"learned {sl.stop}/{n_train} examples: test error rate {e_rate[-1]:.3f}, spiking {e_spk[-1]:.3f}")
     return {"seen": seen, "rate": e_rate, "spiking": e_spk, "W0": W0, "R0": R0, "rate_weights": rate.weights(),
             "spiking_weights": spk.weights(), "n_test": len(yt)}
 
 
 @register_demo("spiking-layered")
-def demo_layered(out: Path, seed: int = 0) -> list[Path]:
+def demo_layered(out: Path, seed: int = 0, log=None) -> list[Path]:
     """Test error of the spiking 64-30-10 network learning digits online (URFB) beside the rate circuit."""
     plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res = layered_digits(seed)
+    res = layered_digits(seed, log=log)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(res["seen"], res["rate"], "o-", label="rate circuit (circuits.amit.LayeredCircuit)")
     ax.plot(res["seen"], res["spiking"], "s-", label="spiking (circuits.spiking_layered)")

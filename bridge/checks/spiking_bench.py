@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 
 from ..app.registry import register_bench
 
@@ -62,17 +63,15 @@ def _measure(target: str, T: float, seed: int) -> dict:
 
 
 @register_bench("spiking")
-def bench_spiking(opts) -> list[dict]:
+def bench_spiking(opts) -> Iterator[dict]:
     T = 0.2 if opts.quick else 1.0
-    rows = []
     base = None
     for target in ("cython", "standalone"):
         m = _measure(target, T, opts.seed)
         speed = T / m["run_s"]
         base = speed if base is None else base
         label = "cpp_standalone" if target == "standalone" else target
-        rows.append({"name": f"spiking {N} neurons, {m['synapses']} synapses, {label}: simulated s per wall s",
-                     "value": speed, "unit": "sim s / s", "ratio": speed / base})
+        yield {"name": f"spiking {N} neurons, {m['synapses']} synapses, {label}: simulated s per wall s",
+               "value": speed, "unit": "sim s / s", "ratio": speed / base}
         what = "code generation + compile on first run (0 once cached)" if target == "cython" else "build"
-        rows.append({"name": f"spiking {label}: {what} time", "value": m["build_s"], "unit": "s", "ratio": None})
-    return rows
+        yield {"name": f"spiking {label}: {what} time", "value": m["build_s"], "unit": "s", "ratio": None}
