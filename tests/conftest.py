@@ -27,3 +27,31 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def quick_example(tmp_path_factory, request):
+    """``quick_example("Author_Year/name")`` → the results folder of that example's ``--quick`` run
+    with its default options, run once per test session: the smoke test and the per-paper tests
+    read the same run instead of each paying for it."""
+    import contextlib
+    import io
+
+    from bridge.app.examples import find_examples, load_example
+
+    found = find_examples()
+    done = {}
+
+    def run(name: str) -> Path:
+        if name not in done:
+            argv = ["--quick", "--out", str(tmp_path_factory.mktemp(name.replace("/", "-")) / "out")]
+            if "EX.data_dir(" in found[name].read_text():
+                argv += ["--data-dir", str(request.getfixturevalue("shared_data"))]
+            mod = load_example(found[name])
+            with contextlib.redirect_stdout(io.StringIO()):
+                done[name] = (mod.EX.run(mod.main, argv), Path(argv[2]))
+        rc, out = done[name]
+        assert rc == 0, f"{name} --quick exited {rc}"
+        return out
+
+    return run

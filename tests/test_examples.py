@@ -90,20 +90,10 @@ def test_seed_options():
     assert parse("list", ["--seeds", "1", "5"]) == {"seeds": [1, 5]} and parse("list", ["--seed", "7"]) == {"seeds": [7]}
 
 
-def _smoke(name, tmp_path, shared_data):
-    argv = ["--quick", "--out", str(tmp_path)]
-    if _needs_data(name):
-        argv += ["--data-dir", str(shared_data)]
-    mod = load_example(EXAMPLES[name])
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert mod.EX.run(mod.main, argv) == 0
-    assert list(tmp_path.glob("*.json")) and list(tmp_path.glob("*.png")), sorted(tmp_path.iterdir())
-
-
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(EXAMPLES)])
-def test_quick_smoke(name, tmp_path, request):
-    shared = request.getfixturevalue("shared_data") if _needs_data(name) else None
-    _smoke(name, tmp_path, shared)
+def test_quick_smoke(name, quick_example):
+    out = quick_example(name)  # the same run the per-paper tests read (tests/conftest.py)
+    assert list(out.glob("*.json")) and list(out.glob("*.png")), sorted(out.iterdir())
 
 
 def test_credit_reproduce_runs_an_example(tmp_path):
