@@ -199,6 +199,7 @@ def test_teacher_scale_sweep_quick(tmp_path):
         assert min(row["gate_mean"]) > 0.99
         assert abs(row["angle_ndi_deg"][0] - row["angle_ungated_deg"][0]) < 0.5
         assert max(row["angle_gated_ndi_deg"]) < 0.5
+        assert max(row["angle_gated_ndi_worst_example_deg"]) < 1e-4  # per example: parallel (float64)
     assert res["runs"][1]["target_rms"] > 50 * res["runs"][0]["target_rms"]
     for bad in ({"scales": []}, {"scales": [0.0]}, {"lr": -1.0}, {"epochs": 0}):
         with pytest.raises(ValueError):

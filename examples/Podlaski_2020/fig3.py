@@ -318,7 +318,7 @@ def summary(results: dict) -> dict:
         res = results[kind]
         out[kind] = {"label": TASKS[kind]["label"]}
         for name, r in res.items():
-            row = {"nmse": "diverged" if r["diverged"] else round(r["nmse"][-1], 5)}
+            row = {"nmse": "diverged" if r["diverged"] else float(f"{r['nmse'][-1]:.4g}")}
             if r["extra"]:
                 row["gate_mean"] = [round(v, 4) for v in r["extra"][-1]["gate_mean"]]
             if r["rule"] == "di" and r["extra"]:

@@ -11,7 +11,8 @@ measure, on a probe batch:
 * the angle between DI's and eq. 10's operator *without* the gate (DI's fixed point with linear g):
   for small δ eq. 15 linearises to W g'(0) δ_{l−1} = δ_l + αu, so this is what DI tends to,
 * the angle between gated DI (``DI(around="gated")``: linear controller, then g'(a)) and NDI, a
-  control that should be ~0 at every scale,
+  control: per example the two are parallel at every scale (``…_worst_example_deg``); flattened
+  over the batch they differ where the cap acts, since gated DI caps after the gate and NDI before,
 * the mean g'(a_l) of each hidden layer.
 
 DI − NDI thus splits into the gate (NDI multiplies by g'(a_{l−1}), eq. 14 has no forward activity
@@ -82,9 +83,18 @@ def measure(model, x, y) -> dict:
     def angles(a, b):
         return [angle_deg(u, v) for u, v in zip(a[:-1], b[:-1])]
 
+    def worst_example(a, b):  # the largest angle between one example's two signals (zero rows left out)
+        out = []
+        for u, v in zip(a[:-1], b[:-1]):
+            nu, nv = u.norm(dim=1), v.norm(dim=1)
+            keep = (nu > 0) & (nv > 0)
+            cos = ((u * v).sum(1)[keep] / (nu * nv)[keep]).clamp(-1.0, 1.0)
+            out.append(float(torch.rad2deg(torch.arccos(cos)).max()) if bool(keep.any()) else 0.0)
+        return out
+
     return {"angle_ndi_deg": angles(di, ndi), "angle_ungated_deg": angles(di, ungated),
-            "angle_gated_ndi_deg": angles(gated, ndi), "gate_mean": FIG3.mean_gates(model, x),
-            "error_rms": float(dL.pow(2).mean().sqrt())}
+            "angle_gated_ndi_deg": angles(gated, ndi), "angle_gated_ndi_worst_example_deg": worst_example(gated, ndi),
+            "gate_mean": FIG3.mean_gates(model, x), "error_rms": float(dL.pow(2).mean().sqrt())}
 
 
 def run_scale(scale: float, p: dict) -> dict:
@@ -131,6 +141,8 @@ def summary(results: dict) -> list[dict]:
                     "gate_mean": [round(v, 4) for v in last["gate_mean"]],
                     **{k: [round(v, 2) for v in last[k]] for k in ("angle_ndi_deg", "angle_ungated_deg",
                                                                     "angle_gated_ndi_deg")},
+                    "angle_gated_ndi_worst_example_deg": [float(f"{v:.2g}") for v in
+                                                          last["angle_gated_ndi_worst_example_deg"]],
                     "diverged": r["diverged"], "stabilisations": r["stabilisations"]})
     return out
 
