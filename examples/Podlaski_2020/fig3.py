@@ -8,7 +8,7 @@ Tasks (``TASKS``, rows of the figure):
   at every step (:class:`FixedNormSGD`), so that the rules differ only in the directions they find;
 * ``nonlinear`` — Fig. 3g–k with Lillicrap et al.'s task-3 teacher (order-1 targets; ``bridge.data``);
 * ``nonlinear-paper`` — Fig. 3g–k with the paper's own teacher (§7.5.3): the same architecture
-  with weights AND biases ~ U(±0.01) (``teacher_scale``), so the targets are ~0.005.
+  with weights AND biases ~ U(±0.01) (``teacher_scale``), so the targets have rms ~0.006.
 
 Conditions (``CONDITIONS``): BP, FA, PBP; NDI and DI with Tr-Init at α = 1e-3, with Tr-Init at
 α = 0 and with R-Init (SSA-stabilised) — the paper's "three realizations … with different weight
@@ -256,6 +256,8 @@ def simulate(params: dict | None = None, progress=None) -> dict:
     results = {"params": p}
     for kind in [k for k in TASKS if k in p["tasks"]]:
         spec = TASKS[kind]
+        if spec["update"] not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {spec['update']!r} (task {kind})")
         data = load_task(kind, p)
         names = [c for c in p["conditions"] if c not in spec["skip"]]
         results[kind] = {}
