@@ -220,8 +220,8 @@ def test_mnist_di_tracks_its_ungated_control(tmp_path, shared_data):
     # full DI (Euler, tanh in eq. 14) is far closer to the ungated operator than to gated NDI
     assert a["angle_ndi_ungated_deg"][0] < 2.0 < a["angle_ndi_deg"][0]
     assert res["di"]["max_eig_final"] < 0
-    # gated DI's fixed point is NDI's (no cap on MNIST); its ungated reference is eq. 14's linear
-    # fixed point, not itself (measured 11° at this size)
+    # gated DI's fixed point is NDI's (no cap on MNIST); its ungated reference (linear g, so g' = 1)
+    # is eq. 14's linear fixed point, not gated DI itself (measured 11° at this size)
     g = res["di-gated"]["angles"]
     assert g["angle_ndi_deg"][0] < 1e-4 and g["angle_ndi_ungated_deg"][0] > 2.0, g
     # SSA off changes nothing while S9 stays stable (10 steps here): the same run to the last digit
