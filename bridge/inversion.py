@@ -216,7 +216,8 @@ def di_angles(model, x, target, loss) -> dict:
     (flattened over the batch, per hidden layer), float64 — Podlaski Fig. 3d, f, i.
 
     Also ``angle_ndi_ungated_deg``: to the linear-g DI fixed point (eq. 10's operator with no
-    g'(a) gate, the same chain and cap).  DI's eq. 14 evaluates g at δ, not at the forward
+    g'(a) gate, the same chain and cap; ``around`` is set to ``"zero"`` explicitly — with
+    ``transfer="linear"`` the gated and activity variants reduce to it anyway, as g' = 1).  DI's eq. 14 evaluates g at δ, not at the forward
     activity, so for small errors DI tends to this, not to NDI (which is gated, §4.2): the two
     angles split DI–NDI differences into the missing gate and the nonlinear inversion.
     """
@@ -234,7 +235,7 @@ def di_angles(model, x, target, loss) -> dict:
         sig = teaching_signals(ref, Ws, Rs, fwd, dL, model.transfers)
         out[f"angle_{name}_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
     # eq. 10's operator without NDI's g'(a) gate, through the same chain: what DI tends to for small δ
-    lin = dataclasses.replace(model.rule, transfer="linear", method="steady")
+    lin = dataclasses.replace(model.rule, transfer="linear", method="steady", around="zero")
     sig = lin.reference_signals(Ws, Rs, fwd, dL, model.transfers)
     out["angle_ndi_ungated_deg"] = [angle_deg(a, b) for a, b in zip(di[:-1], sig[:-1])]
     return out

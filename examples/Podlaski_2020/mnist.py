@@ -12,9 +12,11 @@ for small errors its fixed point is eq. 10's operator *without* the g'(a) gate t
 (§4.2 says the derivative is "implicitly incorporated"; it is g'(0) = 1).  The control
 ``di-linear-g`` (that ungated operator, solved directly) trains like full DI; NDI does not.  Panel 2
 tracks the largest real S9 eigenvalue, which drifts up towards 0 under DI training (SSA then acts).
+``di-steady-nossa`` shows what happens without SSA (the solver then keeps returning eq. 15's fixed
+point, which Algorithm 1 would no longer reach); ``di-gated`` is gated DI (NDI's fixed point).
 
-    python examples/Podlaski_2020/mnist.py [--quick] [--conditions NAME ...] [--epochs N] [--seed S]
-                                           [--data-dir DIR] [--out DIR]
+    python examples/Podlaski_2020/mnist.py [--quick] [--conditions NAME ...] [--epochs N] [--n-train N]
+                                           [--seed S] [--data-dir DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ from bridge.train import train
 #: (eq. 14 applies g to δ, not to the forward activity) — solved directly.  "di-steady" is DI's own
 #: fixed point (eq. 15, tanh) solved directly (chord, then Newton) instead of simulated.
 #: "di-around" (not in the paper) takes g around the forward activity, W[g(a + δ) − g(a)] in eq. 14,
-#: which carries the g'(a) gate for small errors (plasticity.inversion.Around).
+#: which carries the g'(a) gate for small errors (plasticity.inversion.Around).  "di-steady-nossa" is
+#: "di-steady" without SSA (§7.5.1's stabilisation off): the solver still returns eq. 15's fixed
+#: point when S9 has an eigenvalue ≥ 0, although Algorithm 1's dynamics would then not reach it.
+#: "di-gated" is the authors' later code, DI(around="gated"): linear controller, then × g'(a) of the
+#: forward pass — its fixed point is NDI's (Algorithm 4), by the solver.
 CONDITIONS = {
     "bp": ("bp", {}), "fa": ("fa", {}), "pbp": ("pbp", {}), "ndi": ("ndi", {}), "di": ("di", {}),
     "di-steady": ("di", {"method": "steady"}),
+    "di-steady-nossa": ("di", {"method": "steady", "stabilize": False}),
+    "di-gated": ("di", {"method": "steady", "around": "gated"}),
     "di-linear-g": ("di", {"transfer": "linear", "method": "steady"}),
     "di-around": ("di", {"method": "steady", "around": "activity"}),
 }
@@ -97,6 +105,10 @@ def _run_one(name, p, data):
         out["max_eig_final"] = bi.effective_max_eig(st[-1])
         out["max_eig_trace"] = [(r["step"], max(r["max_eig"])) for r in st[:: max(1, len(st) // 400)]]
         out["stabilisations"] = len(model.di_state.events)
+        unstable = [r["step"] for r in st if max(r["max_eig"]) >= 0]  # S9 measured before any SSA
+        out["unstable_steps"] = len(unstable)
+        out["first_unstable_step"] = unstable[0] if unstable else None
+        out["steps"] = model.di_state.step
         x, y = torch.as_tensor(data.x_test[:256]), torch.as_tensor(data.y_test[:256])
         out["angles"] = bi.di_angles(model, x, y, TeachingLoss("ce"))
     return out
@@ -136,13 +148,17 @@ def main(argv=None) -> int:
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"subset of {', '.join(CONDITIONS)} (default: all)")
     ap.add_argument("--epochs", type=int, help="override the epochs")
+    ap.add_argument("--n-train", type=int, help="training images (default: all 60 000)")
     args = EX.parse(ap, argv)
+    for key in ("epochs", "n_train"):
+        if getattr(args, key) is not None and getattr(args, key) < 1:
+            ap.error(f"--{key.replace('_', '-')} must be an integer ≥ 1, got {getattr(args, key)}")
     import json
 
     from bridge.app.runs import jsonable
 
     p = {**default_params(args.quick), **EX.seed_params(args), "data_dir": args.data_dir}
-    for key in ("conditions", "epochs"):
+    for key in ("conditions", "epochs", "n_train"):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
     res = simulate(p)
@@ -154,8 +170,9 @@ def main(argv=None) -> int:
         s[name] = {"test_error": r["test_error"][-1] if r["test_error"] else None, "seconds": r["seconds"],
                    "diverged": r["diverged"]}
         if "angles" in r:
-            s[name].update({"max_eig": r["max_eig"], "max_eig_final": r["max_eig_final"],
-                            "stabilisations": r["stabilisations"], **r["angles"]})
+            s[name].update({k: r[k] for k in ("max_eig", "max_eig_final", "stabilisations", "unstable_steps",
+                                              "first_unstable_step", "steps")})
+            s[name].update(r["angles"])
     EX.save(out, res)
     EX.save(out, s, name="summary.json")
     print(json.dumps(jsonable(s), indent=2))
