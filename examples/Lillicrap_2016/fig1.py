@@ -1,6 +1,6 @@
 """Lillicrap et al. (2016), Fig. 1d–e: a 30–20–10 linear network learns y* = T x (task 1).
 
-Three learning schemes on the same data and initial weights (per seed):
+Four learning schemes on the same data, initial weights and order of examples (per seed):
 
 * **BP**  — the hidden update is ``Δh_BP = Wᵀ e``;
 * **FA**  — ``Δh_FA = B e`` with a fixed random ``B`` (entries U(−0.5, 0.5), Methods);
