@@ -180,3 +180,39 @@ def test_circuit_mnist_quick_learns_and_equals_torch(tmp_path, shared_data):
     # (circuit and torch alike); ask for a fall of 0.2
     assert r["test_error_circuit"] < r["test_error_start"] - 0.2, r
     assert abs(r["test_error_circuit"] - r["test_error_torch"]) == 0.0
+
+
+def test_results_mnist_quick(tmp_path, shared_data):
+    """BP learns with either loss, and the W–R correlation rises during training, more for URFB."""
+    mod = _load("results_mnist")
+    out = tmp_path / "rm"
+    assert mod.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+    assert (out / "results_mnist.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
+    runs = res["runs"]
+    assert set(runs) == set(mod.CONDITIONS)
+    for cond in ("bp-softmax", "bp-hinge"):
+        err = runs[cond]["test_error"][0]
+        assert err[0] > 0.8 and err[-1] < RM_BP_ERROR, cond  # chance is 0.9
+    for cond in ("urfb", "frfb", "urfb-50", "frfb-50"):
+        corr = runs[cond]["corr"][0]
+        assert len(corr) == len(runs[cond]["epoch"]) and len(corr[0]) == 2  # layers 2 and 3
+        assert all(abs(c) < 0.2 for c in corr[0])  # W and R drawn independently (seeds 0–2: |c| ≤ 0.13)
+    # URFB: R takes W's increments, so the correlation grows in every layer, beyond FRFB's
+    for l in range(2):
+        u, f = runs["urfb"]["corr"][0][-1][l], runs["frfb"]["corr"][0][-1][l]
+        assert u > RM_URFB_CORR[l] and u > f + RM_CORR_GAP, l
+    # FRFB's top layer aligns too (W moves towards the fixed R), far less in the hidden layer
+    assert runs["frfb"]["corr"][0][-1][1] > 0.1
+
+
+#: quick results_mnist, seeds 0–2 (measured): BP ends at 0.43–0.52 error; final correlations
+#: URFB (0.17–0.19, 0.49–0.56), FRFB (0.03–0.04, 0.18–0.22): gaps ≥ 0.13 and ≥ 0.29
+RM_BP_ERROR = 0.7
+RM_URFB_CORR = (0.1, 0.35)
+RM_CORR_GAP = 0.08
+
+
+def test_results_mnist_rejects_unknown_conditions(shared_data):
+    with pytest.raises(ValueError, match="conditions"):
+        _load("results_mnist").simulate({"conditions": ["bp", "urfb"]})

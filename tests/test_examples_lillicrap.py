@@ -30,7 +30,7 @@ def test_fig1_quick(tmp_path):
     assert (tmp_path / "fig1.png").stat().st_size > 0
     res = json.loads((tmp_path / "results.json").read_text())
     c = res["conditions"]
-    for cond in ("shallow", "bp", "fa"):
+    for cond in ("shallow", "bp", "fa", "np"):
         nse = c[cond]["nse"][0]
         assert nse[0] == pytest.approx(1.0, abs=0.05)  # W ~ U(±0.01): output ≈ 0 at the start
         assert all(_finite(v) for v in nse)
@@ -44,6 +44,52 @@ def test_fig1_quick(tmp_path):
     assert ang[0] > 60.0 and ang[-1] < ang[0] - 20.0
     assert all(a == pytest.approx(0.0, abs=1e-6) for a in c["bp"]["angle_bp_deg"][0])
     assert all(a is None for a in c["shallow"]["angle_bp_deg"][0])  # B = 0: no hidden signal
+    # node perturbation (Fig. 1d, dark grey): its hidden layer learns — it ends below shallow
+    # learning, whose hidden weights stay put — but far more slowly than FA
+    np_nse, shallow = c["np"]["nse"][0], c["shallow"]["nse"][0]
+    assert np_nse[-1] < shallow[-1] - NP_MARGIN
+    assert np_nse[-1] > 10 * c["fa"]["nse"][0][-1]
+
+
+#: quick fig1 (300 examples), seeds 0–2: shallow ends at 0.997–0.998, NP at 0.874–0.958
+NP_MARGIN = 0.02
+
+
+@pytest.mark.parametrize("bad", [{"conditions": ["bp", "rl"]}, {"np_lr": 0.0}, {"np_sigma": -1.0}])
+def test_fig1_rejects_bad_options(bad):
+    mod = _load("fig1")
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        mod.simulate({**mod.QUICK, **bad})
+
+
+def test_fig2cd_quick(tmp_path):
+    """Task 3 at quick size: every condition trains, both depths learn under BP and FA (FA's deeper
+    layer through two random matrices), and shallow learning stays far behind."""
+    mod = _load("fig2cd")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fig2cd.png").stat().st_size > 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    c = res["conditions"]
+    assert set(c) == set(mod.CONDITIONS)
+    for cond in ("bp-3", "fa-3", "bp-4", "fa-4"):
+        nse = c[cond]["nse"][0]
+        assert nse[0] > 0.9 and all(_finite(v) for v in nse)
+        assert nse[-1] < 0.4 * nse[0], cond  # seeds 0–2: ratios 0.14–0.26
+    # only the output layer learning: far worse than the trained hidden layers
+    assert c["shallow-3"]["nse"][0][-1] > 1.5 * c["bp-3"]["nse"][0][-1]  # seeds 0–2: 0.35 vs 0.14
+    # FA's hidden signals in the deep net: one angle per hidden layer, both below 90° at the end
+    last = c["fa-4"]["angle_bp_deg"][0][-1]
+    assert len(last) == 2 and all(0.0 <= a < 75.0 for a in last)  # seeds 0–2: 27–50°
+    s = res["summary"]
+    assert s["bp_4_minus_3"]["n"] == 1 and s["fa_4_minus_3"]["n"] == 1
+
+
+def test_fig2cd_rejects_bad_options():
+    mod = _load("fig2cd")
+    with pytest.raises(ValueError, match="conditions"):
+        mod.simulate({"conditions": ["bp-5"]})
+    with pytest.raises(ValueError, match="epochs"):
+        mod.simulate({"epochs": 0})
 
 
 def test_fig4_quick(tmp_path):

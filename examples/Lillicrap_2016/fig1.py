@@ -1,14 +1,21 @@
 """Lillicrap et al. (2016), Fig. 1d–e: a 30–20–10 linear network learns y* = T x (task 1).
 
-Three learning schemes on the same data and initial weights (per seed):
+Four learning schemes on the same data, initial weights and order of examples (per seed):
 
 * **BP**  — the hidden update is ``Δh_BP = Wᵀ e``;
 * **FA**  — ``Δh_FA = B e`` with a fixed random ``B`` (entries U(−0.5, 0.5), Methods);
 * **shallow** — only the output weights W learn.  Emulated exactly as FA with ``B = 0``
   (``feedback_scale=0``): the hidden layer then receives a zero teaching signal, so
-  ``ΔW_0 = 0`` and W_0 keeps its initial values.
-
-Node-perturbation reinforcement learning (dark grey in Fig. 1d) is not included here.
+  ``ΔW_0 = 0`` and W_0 keeps its initial values;
+* **np** — node-perturbation reinforcement learning (dark grey in Fig. 1d; Methods, task 1 (c),
+  refs. 23–24): W learns by the same delta rule ``ΔW = η e hᵀ``; the hidden weights learn from a
+  scalar reinforcement signal only.  Each example runs a second, noisy pass
+  ``h̃ = W_0 x + σ ξ`` (ξ ~ N(0, I)) and sets ``Δh_NP = −(L̃ − L) ξ / σ`` (an estimate of
+  ``Δh_BP = Wᵀ e`` whose noise grows with the number of hidden units), ``ΔW_0 = η_NP Δh_NP xᵀ``.
+  The estimator is :func:`plasticity.learned_feedback.np_target` (the noisy pass
+  :func:`~plasticity.learned_feedback.noisy_forward`); the paper chose σ and η "by manual search",
+  and so did we (``np_sigma``, ``np_lr``; see docs/results.md).  This is *not* the engine's rule
+  ``np``, which uses the same estimator to learn a feedback matrix (Lansdell et al. 2019).
 
 Panel d is the test normalised squared error ``NSE = Σ‖y*−y‖² / Σ‖y*‖²`` against the number of
 training examples seen (online learning, one example per step, η = 0.005, W ~ U(±0.01) as in the
@@ -50,8 +57,13 @@ DEFAULTS = {
     "lr": 0.005,            # per example (batch size 1); same η for every scheme
     "weight_scale": 0.01,   # W_0, W ~ U(−0.01, 0.01)  (Methods, task 1)
     "evals_per_epoch": 20,  # one evaluation every 50 examples
-    "conditions": list(CONDITIONS),
+    "np_lr": 0.001,         # η_NP of the hidden weights (W: lr); manual search, docs/results.md
+    "np_sigma": 0.01,       # σ of the hidden-unit perturbation
+    "conditions": [*CONDITIONS, "np"],
 }
+
+#: every condition this script can run
+ALL_CONDITIONS = (*CONDITIONS, "np")
 
 QUICK = {"seeds": 1, "epochs": 1, "n_train": 300, "n_test": 200, "evals_per_epoch": 6}
 
@@ -64,11 +76,27 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
 
     torch.set_num_threads(1)
     p = {**DEFAULTS, **(params or {})}
+    bad = [c for c in p["conditions"] if c not in ALL_CONDITIONS]
+    if bad:
+        raise ValueError(f"conditions must be among {', '.join(ALL_CONDITIONS)}, got {', '.join(map(str, bad))}")
+    for k in ("np_lr", "np_sigma"):
+        if not (isinstance(p[k], (int, float)) and p[k] > 0 and math.isfinite(p[k])):
+            raise ValueError(f"{k} must be a finite number > 0, got {p[k]!r}")
     out = {"params": p, "conditions": {}}
     for cond in p["conditions"]:
         curves = {"examples": None, "nse": [], "angle_bp_deg": [], "angle_pbp_deg": []}
         for seed in range(int(p["seed"]), int(p["seed"]) + int(p["seeds"])):
             t0 = time.perf_counter()
+            if cond == "np":
+                ex, nse, ang = node_perturbation_run(p, seed)
+                curves["examples"] = ex
+                curves["nse"].append(nse)
+                curves["angle_bp_deg"].append(ang)
+                curves["angle_pbp_deg"].append([None] * len(ex))
+                if progress is not None:
+                    progress(f"{NAME}: np seed {seed}: NSE {nse[0]:.3f} -> {nse[-1]:.2e} "
+                             f"({time.perf_counter() - t0:.1f} s)")
+                continue
             cfg = TrainConfig(
                 task="lillicrap-linear", seed=seed, epochs=p["epochs"], lr=p["lr"], batch_size=1,
                 weight_scale=p["weight_scale"], n_train=p["n_train"], n_test=p["n_test"],
@@ -90,6 +118,65 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
     return out
 
 
+def node_perturbation_run(p: dict, seed: int):
+    """Task 1 trained with node perturbation (Methods, task 1 (c)); online, one example per step.
+
+    Same data, same initial W_0 and W and the same order of examples as the engine's runs of this
+    seed.  Per example: ``e = y* − W W_0 x``; ``ΔW = η e hᵀ``; ``Δh_NP = −(L̃ − L) ξ / σ`` from one
+    noisy pass; ``ΔW_0 = η_NP Δh_NP xᵀ``.  Returns (examples seen, test NSE, angle Δh_NP ∠ Δh_BP in
+    degrees on the 256-example probe with one fresh perturbation per probe example) at the same
+    evaluation points as the other schemes.
+    """
+    from bridge.app.runs import TrainConfig, build_model
+    from bridge.data import load_dataset
+    from plasticity import get_loss
+    from plasticity.learned_feedback import noisy_forward, np_target
+
+    cfg = TrainConfig(task="lillicrap-linear", seed=seed, rule="bp", weight_scale=p["weight_scale"]).resolved()
+    data = load_dataset("lillicrap-linear", seed=seed, n_train=p["n_train"], n_test=p["n_test"])
+    W0, W = (w.detach().double().numpy().copy() for w in build_model(cfg, 30, 10).weights())
+    x_tr, y_tr = data.x_train.astype(np.float64), data.y_train.astype(np.float64)
+    x_te, y_te = data.x_test.astype(np.float64), data.y_test.astype(np.float64)
+    loss, lin = get_loss("mse"), ["linear", "linear"]
+    lr, lr_np, sigma = float(p["lr"]), float(p["np_lr"]), float(p["np_sigma"])
+    order_rng = np.random.default_rng(seed)     # the engine's batch order (bridge.train.train)
+    noise = np.random.default_rng([seed, 1])    # the perturbations ξ
+    probe = slice(0, 256)
+
+    def evaluate():
+        y = x_te @ W0.T @ W.T
+        xp, tp = x_te[probe], y_te[probe]
+        xi = noise.standard_normal((len(xp), W0.shape[0]))
+        l_clean = loss.value(xp @ W0.T @ W.T, tp)
+        l_noisy = loss.value(noisy_forward([W0, W], None, xp, lin, [xi], sigma), tp)
+        dh_np = np_target(l_noisy, l_clean, xi, sigma).ravel()
+        dh_bp = ((tp - xp @ W0.T @ W.T) @ W).ravel()
+        nrm = np.linalg.norm(dh_np) * np.linalg.norm(dh_bp)
+        ang = math.degrees(math.acos(np.clip(dh_np @ dh_bp / nrm, -1, 1))) if nrm > 0 else None
+        return float(((y_te - y) ** 2).sum() / (y_te**2).sum()), ang
+
+    n = len(x_tr)
+    eval_at = {int(round(k * n / p["evals_per_epoch"])) for k in range(1, p["evals_per_epoch"] + 1)}
+    examples, nse, angles = [0.0], *([v] for v in evaluate())
+    for epoch in range(int(p["epochs"])):
+        for k, i in enumerate(order_rng.permutation(n)):
+            x, t = x_tr[i : i + 1], y_tr[i : i + 1]
+            h = x @ W0.T
+            y = h @ W.T
+            xi = noise.standard_normal(h.shape)
+            l_clean = loss.value(y, t)
+            l_noisy = loss.value(noisy_forward([W0, W], None, x, lin, [xi], sigma), t)
+            dh = np_target(l_noisy, l_clean, xi, sigma)  # ≈ Δh_BP = Wᵀ e (Lillicrap's sign)
+            W += lr * (t - y).T @ h
+            W0 += lr_np * dh.T @ x
+            if (k + 1) in eval_at:
+                v, a = evaluate()
+                examples.append(epoch * n + k + 1.0)
+                nse.append(v)
+                angles.append(a)
+    return examples, nse, angles
+
+
 def _stats(values) -> dict:
 
     s = mean_sd(values)
@@ -109,7 +196,7 @@ def summarize(results: dict) -> dict:
         s = {"nse_initial": _stats(nse[:, 0]), "nse_final": _stats(nse[:, -1]),
              "examples_to_nse_0.05": _stats(reach)}
         ang = np.asarray(c["angle_bp_deg"], dtype=float)
-        if cond != "shallow" and np.isfinite(ang).any():
+        if cond in ("bp", "fa") and np.isfinite(ang).any():
             s["angle_bp_deg_initial"] = _stats(ang[:, 0])
             s["angle_bp_deg_final"] = _stats(ang[:, -1])
             s["angle_bp_deg_min"] = _stats(np.nanmin(ang[:, 1:], axis=1) if ang.shape[1] > 1 else ang[:, 0])
@@ -117,7 +204,7 @@ def summarize(results: dict) -> dict:
     return summ
 
 
-COLORS = {"shallow": "0.7", "bp": "k", "fa": "tab:green"}
+COLORS = {"shallow": "0.7", "np": "0.35", "bp": "k", "fa": "tab:green"}
 
 
 def plot(results: dict, axes) -> None:
