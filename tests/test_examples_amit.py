@@ -76,11 +76,11 @@ def test_zero_start_keeps_R_equal_R0_plus_eps_Wt():
     assert c["error"][-1] < 1e-3 * c["error"][0]
 
 
-def test_fig12_quick_outputs_and_convergence_faster_with_eps(tmp_path):
-    assert fig12.main(["--quick", "--out", str(tmp_path)]) == 0
+def test_fig12_quick_outputs_and_convergence_faster_with_eps(quick_example):
+    out = quick_example("Amit_2021/fig12")  # one --quick run per session
     for name in ("fig12.png", "summary.json", "curves.npz"):
-        assert (tmp_path / name).stat().st_size > 0
-    s = json.loads((tmp_path / "summary.json").read_text())
+        assert (out / name).stat().st_size > 0
+    s = json.loads((out / "summary.json").read_text())
     tt = s["time_to_threshold"][0]
     times = [tt[lab] for lab in EPS_LABELS]
     assert all(np.isfinite(times)), times
@@ -94,9 +94,8 @@ def test_fig12_quick_outputs_and_convergence_faster_with_eps(tmp_path):
         assert all(corr[a][layer] < corr[b][layer] for a, b in zip(EPS_LABELS, EPS_LABELS[1:]))
 
 
-def test_depth_mnist_quick_outputs(tmp_path, shared_data):
-    out = tmp_path / "d"
-    assert depth_mnist.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+def test_depth_mnist_quick_outputs(quick_example):
+    out = quick_example("Amit_2021/depth_mnist")  # one --quick run per session
     assert (out / "depth_mnist.png").stat().st_size > 0
     s = json.loads((out / "summary.json").read_text())
     assert set(s["error"]) == {"2 hidden", "4 hidden"}
@@ -162,12 +161,11 @@ def test_cifar_learns_and_urfb_aligns_beyond_frfb(shared_data):
     assert by["urfb"]["history"][-1]["alignment_deg"][-1] < by["frfb"]["history"][-1]["alignment_deg"][-1] - 1
 
 
-def test_circuit_mnist_quick_learns_and_equals_torch(tmp_path, shared_data):
+def test_circuit_mnist_quick_learns_and_equals_torch(quick_example):
     """examples/Amit_2021/circuit_mnist.py --quick: the Brian2 layered circuit 784-100-10 (numpy target)
     learns 300 MNIST examples online (URFB, η = 0.01) and equals the torch engine's online run from the
     same start to ≤ 1e-9 at every checkpoint, the per-example outputs and δ_L included."""
-    out = tmp_path / "c"
-    assert circuit_mnist.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+    out = quick_example("Amit_2021/circuit_mnist")  # one --quick run per session
     assert (out / "circuit_mnist.png").stat().st_size > 0
     res = json.loads((out / "results.json").read_text())
     (r,) = res["runs"]
@@ -182,11 +180,10 @@ def test_circuit_mnist_quick_learns_and_equals_torch(tmp_path, shared_data):
     assert abs(r["test_error_circuit"] - r["test_error_torch"]) == 0.0
 
 
-def test_results_mnist_quick(tmp_path, shared_data):
+def test_results_mnist_quick(quick_example):
     """BP learns with either loss, and the W–R correlation rises during training, more for URFB."""
     mod = _load("results_mnist")
-    out = tmp_path / "rm"
-    assert mod.main(["--quick", "--data-dir", str(shared_data), "--out", str(out)]) == 0
+    out = quick_example("Amit_2021/results_mnist")  # one --quick run per session
     assert (out / "results_mnist.png").stat().st_size > 0
     res = json.loads((out / "results.json").read_text())
     runs = res["runs"]

@@ -24,11 +24,10 @@ def _finite(x):
     return x is not None and math.isfinite(x)
 
 
-def test_fig1_quick(tmp_path):
-    mod = _load("fig1")
-    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "fig1.png").stat().st_size > 0
-    res = json.loads((tmp_path / "results.json").read_text())
+def test_fig1_quick(quick_example):
+    out = quick_example("Lillicrap_2016/fig1")  # one --quick run per session
+    assert (out / "fig1.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
     c = res["conditions"]
     for cond in ("shallow", "bp", "fa", "np"):
         nse = c[cond]["nse"][0]
@@ -62,13 +61,13 @@ def test_fig1_rejects_bad_options(bad):
         mod.simulate({**mod.QUICK, **bad})
 
 
-def test_fig2cd_quick(tmp_path):
+def test_fig2cd_quick(quick_example):
     """Task 3 at quick size: every condition trains, both depths learn under BP and FA (FA's deeper
     layer through two random matrices), and shallow learning stays far behind."""
     mod = _load("fig2cd")
-    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "fig2cd.png").stat().st_size > 0
-    res = json.loads((tmp_path / "results.json").read_text())
+    out = quick_example("Lillicrap_2016/fig2cd")  # one --quick run per session
+    assert (out / "fig2cd.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
     c = res["conditions"]
     assert set(c) == set(mod.CONDITIONS)
     for cond in ("bp-3", "fa-3", "bp-4", "fa-4"):
@@ -92,11 +91,11 @@ def test_fig2cd_rejects_bad_options():
         mod.simulate({"epochs": 0})
 
 
-def test_fig4_quick(tmp_path):
+def test_fig4_quick(quick_example):
     mod = _load("fig4")
-    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "fig4.png").stat().st_size > 0
-    res = json.loads((tmp_path / "results.json").read_text())
+    out = quick_example("Lillicrap_2016/fig4")  # one --quick run per session
+    assert (out / "fig4.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
     assert [r["omega"] for r in res["runs"]] == mod.QUICK["omegas"]
     for run in res["runs"]:
         nse = run["nse"][0]
@@ -108,11 +107,10 @@ def test_fig4_quick(tmp_path):
         assert _finite(row["angle_bp_deg_late"]) and _finite(row["angle_pbp_deg_late"])
 
 
-def test_task2_mnist_quick(tmp_path, shared_data):
-    mod = _load("task2_mnist")
-    assert mod.main(["--quick", "--data-dir", str(shared_data), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "task2_mnist.png").stat().st_size > 0
-    res = json.loads((tmp_path / "results.json").read_text())
+def test_task2_mnist_quick(quick_example):
+    out = quick_example("Lillicrap_2016/task2_mnist")  # one --quick run per session
+    assert (out / "task2_mnist.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
     assert res["params"]["n_train"] == 2000 and res["params"]["n_test"] == 1000
     for cond in ("bp", "fa", "fa_sparse50"):
         s = res["summary"][cond]

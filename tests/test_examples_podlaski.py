@@ -40,12 +40,12 @@ def test_orthogonal_init_is_orthonormal_and_seeded():
         assert torch.equal(W, W2)
 
 
-def test_autoencoder_quick(tmp_path, shared_data):
+def test_autoencoder_quick(quick_example):
     mod = _load("autoencoder")
-    assert mod.main(["--quick", "--data-dir", str(shared_data), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "autoencoder.png").stat().st_size > 0
-    s = json.loads((tmp_path / "summary.json").read_text())
-    curves = json.loads((tmp_path / "curves.json").read_text())
+    out = quick_example("Podlaski_2020/autoencoder")  # one --quick run per session
+    assert (out / "autoencoder.png").stat().st_size > 0
+    s = json.loads((out / "summary.json").read_text())
+    curves = json.loads((out / "curves.json").read_text())
     assert set(mod.CONDITIONS) <= set(s) and set(mod.CONDITIONS) <= set(curves)
     assert all(_finite(v) for v in s["baselines"].values())
     for name in mod.CONDITIONS:
