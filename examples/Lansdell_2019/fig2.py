@@ -9,8 +9,8 @@ Paper (Fig. 2a, mean ± s.e. over 10 runs): FA fails through the 2-unit bottlene
 than BP and comparably to ADAM (BP with the Adam optimiser), which begins to overfit; matching ≈ BP.
 Hyperparameters there came from random search (not given).  Ours: tanh hidden units, linear output,
 batch 32, ``--optimizer sgd`` (plain SGD) or ``adam`` (torch's Adam on every rule's weight update;
-NP's and URFB's feedback matrices are moved by the same optimizer, so under Adam NP's η_B/η is
-normalised away and is not searched).
+NP's feedback matrices are moved by the same optimizer, from ``R.grad = −(η_B/η) ΔR``, so under Adam
+the constant η_B/η is normalised away and is not searched).
 
 Tuning (``--search N``): per rule, N random settings (log-uniform: η, and for NP c_h and — with SGD —
 η_B/η), each trained ``search_epochs`` on ``search_n_train`` training images and scored by the loss
