@@ -14,7 +14,13 @@ stand-in from ``--data-dir`` (fine for relative comparisons, not for absolute CI
 
 Poster: RF reaches BP's asymptotic error and converges faster than FA on both tasks.
 
-Run ``python examples/Cameron_2025/results.py [--task mnist|cifar10-lossy] [--quick] [--out DIR] [--data-dir DIR]``.
+Seeds: ``--seeds S1 S2 …`` trains every rule once per seed (same data, weights and noise per seed
+across rules) and reports mean ± sd (ddof 1, n = number of seeds) of the final and the best test
+error and of the error after the first epoch (the poster's "converges faster"); the JSON and the
+figure are rewritten after every seed, so a stopped run keeps the seeds it finished.
+
+Run ``python examples/Cameron_2025/results.py [--task mnist|cifar10-lossy] [--seeds S …] [--epochs E]
+[--rules R …] [--quick] [--out DIR] [--data-dir DIR]``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 from bridge.app.examples import Example
 
 NAME = "results"
-EX = Example(__file__, seeds="single")
+EX = Example(__file__, seeds="list")
 
 TASKS = {
     "mnist": {"sizes": (784, 256, 128, 64, 32, 10), "n_train": 60000, "n_test": 10000, "epochs": 3, "lr": 0.05},
@@ -41,6 +47,9 @@ DEFAULTS = {"task": "mnist", "batch_size": 32, "noise_std": 1.0, "feedback_lr": 
             "evals_per_epoch": 2, "seed": 0, "data_dir": None, "rules": ["bp", "fa", "rf", "rf-exact"]}
 
 QUICK = {"n_train": 3000, "n_test": 1000, "epochs": 1, "evals_per_epoch": 3}
+
+
+RULES = ("bp", "fa", "rf", "rf-exact")
 
 
 def _data(p):
@@ -87,21 +96,61 @@ def simulate(params: dict | None = None) -> dict:
     return out
 
 
+def _at_epoch(run: dict, epoch: float):
+    """The test error at the first evaluation at or after ``epoch``."""
+    for e, err in zip(run["epoch"], run["test_error"]):
+        if e >= epoch - 1e-9:
+            return err
+    return None
+
+
+def aggregate(per_seed: dict, params: dict) -> dict:
+    """Multi-seed results: ``per_seed`` maps a seed to :func:`simulate`'s output; the summary is
+    mean ± sd over the seeds (:func:`bridge.app.plots.mean_sd`) of the final and best test error and of
+    the error after one epoch."""
+    from bridge.app.plots import mean_sd
+
+    seeds = list(per_seed)
+    rules = list(per_seed[seeds[0]]["runs"])
+    summary = {}
+    for r in rules:
+        runs = [per_seed[s]["runs"][r] for s in seeds]
+        vals = {"test_error": [x["test_error"][-1] for x in runs],
+                "best_test_error": [min(x["test_error"]) for x in runs],
+                "error_epoch_1": [_at_epoch(x, 1.0) for x in runs]}
+        summary[r] = {k: {**mean_sd(v), "per_seed": v} for k, v in vals.items()}
+    return {"params": {**per_seed[seeds[0]]["params"], **params, "seeds": seeds}, "seeds": seeds,
+            "per_seed": [per_seed[s] for s in seeds], "summary": summary,
+            "seconds": sum(per_seed[s]["seconds"] for s in seeds)}
+
+
 def plot(results: dict, axes=None):
+    """Test error and angle to BP's signal (last hidden layer): mean ± sd over the seeds."""
     import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bridge.app.plots import mean_sd_curves
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (label, r) in enumerate(results["runs"].items()):
-        axes[0].plot(r["epoch"], r["test_error"], color=f"C{i}", label=label)
-        ang = [a[-1] if a else None for a in r["angle_bp_deg"]]
-        axes[1].plot(r["epoch"], ang, color=f"C{i}", label=label)
+    per_seed = results["per_seed"]
+    for i, label in enumerate(per_seed[0]["runs"]):
+        runs = [ps["runs"][label] for ps in per_seed]
+        n = min(len(r["epoch"]) for r in runs)
+        ep = np.asarray(runs[0]["epoch"][:n])
+        for ax, rows in ((axes[0], [r["test_error"][:n] for r in runs]),
+                         (axes[1], [[a[-1] if a else np.nan for a in r["angle_bp_deg"][:n]] for r in runs])):
+            m, sd = mean_sd_curves(rows)
+            ax.plot(ep, m, color=f"C{i}", label=f"{label} (n={len(runs)})")
+            ax.fill_between(ep, m - sd, m + sd, color=f"C{i}", alpha=0.2)
     axes[0].set_ylabel("test error")
+    axes[0].set_yscale("log")
     axes[1].set_ylabel("angle to BP signal, last hidden layer (°)")
     for ax in axes:
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=8)
-    axes[0].set_title(f"{results['params']['task']} {'-'.join(map(str, results['params']['sizes']))}", fontsize=9)
+    p = results["params"]
+    axes[0].set_title(f"{p['task']} {'-'.join(map(str, p['sizes']))}, mean ± sd", fontsize=9)
     return axes
 
 
@@ -110,19 +159,32 @@ def main(argv=None) -> int:
     ap.add_argument("--task", choices=sorted(TASKS), default="mnist")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--rules", nargs="+", default=None, metavar="R", help=f"rules to run (default: all of {', '.join(RULES)})")
     a = EX.parse(ap, argv)
-    params = {**(QUICK if a.quick else {}), **EX.seed_params(a), "task": a.task, "data_dir": a.data_dir}
-    if a.epochs is not None:
-        params["epochs"] = a.epochs
-    if a.n_train is not None:
-        params["n_train"] = a.n_train
-    res = simulate(params)
-    EX.save(a.out, res, plot, name=f"{NAME}_{a.task}.json", figure=f"{NAME}_{a.task}.png", ncols=2, figsize=(10, 3.6),
-            constrained_layout=True)
+    if a.rules is not None:
+        bad = [r for r in a.rules if r not in RULES]
+        if bad or len(set(a.rules)) != len(a.rules):
+            ap.error(f"--rules must be distinct names from {', '.join(RULES)}, got {' '.join(a.rules)}")
+    if a.epochs is not None and a.epochs < 1:
+        ap.error(f"--epochs must be ≥ 1, got {a.epochs}")
+    params = {**(QUICK if a.quick else {}), "task": a.task, "data_dir": a.data_dir}
+    for k in ("epochs", "n_train", "rules"):
+        if getattr(a, k) is not None:
+            params[k] = getattr(a, k)
+    seeds = EX.seed_params(a).get("seeds", [DEFAULTS["seed"]])
+    if len(set(seeds)) != len(seeds):
+        ap.error(f"--seeds must be distinct, got {' '.join(map(str, seeds))}")
+    per_seed = {}
+    for seed in seeds:
+        per_seed[seed] = simulate({**params, "seed": seed})
+        res = aggregate(per_seed, {})
+        EX.save(a.out, res, plot, name=f"{NAME}_{a.task}.json", figure=f"{NAME}_{a.task}.png", ncols=2,
+                figsize=(10, 3.6), constrained_layout=True)
+        print(f"seed {seed} done ({per_seed[seed]['seconds']:.0f} s)", flush=True)
     for label, s in res["summary"].items():
-        print(f"{label:>9}: test error {s['test_error']:.4f} (best {s['best_test_error']:.4f})  angle {s['angle_bp_deg']}")
-    if "final_feedback" in res["runs"].get("rf", {}):
-        print("rf feedback:", {k: [round(x, 3) for x in v] for k, v in res["runs"]["rf"]["final_feedback"].items()})
+        f, b, e1 = s["test_error"], s["best_test_error"], s["error_epoch_1"]
+        print(f"{label:>9}: test error {f['mean']:.4f} ± {f['sd']:.4f} (best {b['mean']:.4f} ± {b['sd']:.4f}; "
+              f"after epoch 1 {e1['mean']:.4f} ± {e1['sd']:.4f}; n = {f['n']})")
     return 0
 
 
