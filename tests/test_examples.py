@@ -12,9 +12,11 @@ from bridge.app.examples import Example, find_examples, load_example
 
 EXAMPLES = find_examples()
 CORE = ("--quick", "--out", "--seed", "--data-dir", "--threads")
-#: ``--quick`` runs that take more than ~15 s on one shared core
+#: ``--quick`` runs that take more than ~15 s on one shared core, or whose per-paper tests already run
+#: them with other options (Lansdell's figures: over seeds and with the search)
 SLOW = {"Amit_2021/cifar", "Amit_2021/depth_mnist", "Cameron_2025/pinv", "Cameron_2025/results",
-        "Lansdell_2019/cifar_cnn", "Podlaski_2020/fig3", "Podlaski_2020/mnist"}
+        "Lansdell_2019/cifar_cnn", "Lansdell_2019/fig1", "Lansdell_2019/fig2", "Podlaski_2020/fig3",
+        "Podlaski_2020/mnist"}
 
 
 def _needs_data(name) -> bool:
