@@ -217,9 +217,10 @@ def di_angles(model, x, target, loss) -> dict:
 
     Also ``angle_ndi_ungated_deg``: to the linear-g DI fixed point (eq. 10's operator with no
     g'(a) gate, the same chain and cap; ``around`` is set to ``"zero"`` explicitly — with
-    ``transfer="linear"`` the gated and activity variants reduce to it anyway, as g' = 1).  DI's eq. 14 evaluates g at δ, not at the forward
-    activity, so for small errors DI tends to this, not to NDI (which is gated, §4.2): the two
-    angles split DI–NDI differences into the missing gate and the nonlinear inversion.
+    ``transfer="linear"`` the gated and activity variants reduce to it anyway, as g' = 1).  DI's
+    eq. 14 evaluates g at δ, not at the forward activity, so for small errors DI tends to this, not
+    to NDI (which is gated, §4.2): the two angles split DI–NDI differences into the missing gate and
+    the nonlinear inversion.
     """
     Ws = [w.detach().double() for w in model.weights()]
     bs = [None if b is None else b.detach().double() for b in model.biases()]

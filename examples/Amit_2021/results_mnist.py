@@ -128,7 +128,8 @@ def simulate(params: dict | None = None, *, progress=None) -> dict:
             model = build_model(cfg, data.n_in, data.n_out)
             loss = TeachingLoss(cfg.loss, **({"mu": cfg.mu} if cfg.mu is not None else {}))
             corr = []
-            hist = train(model, data, loss, cfg, log=lambda row: corr.append(wr_correlation(model)))
+            hist = train(model, data, loss, cfg,
+                         log=lambda row, corr=corr, model=model: corr.append(wr_correlation(model)))
             assert len(corr) == len(hist)  # train() logs every evaluation, the untrained one included
             rows["epoch"] = [r["epoch"] for r in hist]
             rows["test_error"].append([r["test_error"] for r in hist])
