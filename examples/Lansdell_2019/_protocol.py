@@ -88,3 +88,11 @@ def summarise(values: list) -> dict | list:
         return [{**mean_sd([v[i] for v in present]), "per_seed": [v[i] for v in present]}
                 for i in range(len(present[0]))]
     return {**mean_sd(present), "per_seed": present}
+
+
+def print_search(search: dict | None, what: str, digits: int = 4) -> None:
+    """One line per rule: the best point of its search, its validation ``what`` and its parameters."""
+    for rule, s in (search or {}).items():
+        best = s["points"][s["best"]]
+        print(f"search {rule}: best of {len(s['points'])} validation {what} {best['score']:.{digits}f} at "
+              + ", ".join(f"{k}={v:.3g}" for k, v in best["params"].items()))

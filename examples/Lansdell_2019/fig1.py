@@ -199,11 +199,7 @@ def main(argv=None) -> int:
         print(f"seed {res['seeds'][-1]} done ({res['seconds']:.0f} s)", flush=True)
 
     res = simulate(params, on_seed=save)
-    if res["search"]:
-        for rule, s in res["search"].items():
-            best = s["points"][s["best"]]
-            print(f"search {rule}: best of {len(s['points'])} validation error {best['score']:.4f} at "
-                  + ", ".join(f"{k}={v:.3g}" for k, v in best["params"].items()))
+    P.print_search(res["search"], "error")
     fmt = lambda m: "—" if m is None else (" / ".join(fmt(x) for x in m) if isinstance(m, list)  # noqa: E731
                                            else f"{m['mean']:.4g} ± {m['sd']:.2g}")
     for label, s in res["summary"].items():

@@ -232,11 +232,7 @@ def main(argv=None) -> int:
         print(f"seed {res['seeds'][-1]} done ({res['seconds']:.0f} s)", flush=True)
 
     res = simulate(params, on_seed=save)
-    if res["search"]:
-        for rule, s in res["search"].items():
-            best = s["points"][s["best"]]
-            print(f"search {rule}: best of {len(s['points'])} validation loss {best['score']:.3f} at "
-                  + ", ".join(f"{k}={v:.3g}" for k, v in best["params"].items()))
+    P.print_search(res["search"], "loss", digits=3)
     print(f"mean-image test loss {res['mean_image_loss']:.3f}")
     for label, s in res["summary"].items():
         t, b = s["test_loss"], s["best_test_loss"]
