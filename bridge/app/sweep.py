@@ -592,9 +592,9 @@ def main(config, *, engine="local", address=None, workers=None, out=None, quiet=
 @register_bench("sweep")
 def bench_sweep(opts) -> Iterator[dict]:
     """Throughput of the local engine: the same grid of single-threaded runs (digits 64-100-10, FA,
-    one run per seed, ~10 s each on one core) with 1 and with 2 worker processes, alternated; runs
-    per second and the ratio of the medians, with the load average before and after (other
-    processes lower the ratio).  Each row's detail gives the busy fraction: the runs' own training
+    one run per seed, ~4 s of training each on one core) with 1 and with 2 worker processes,
+    alternated; runs per second and the ratio of the medians, with the load average before and after
+    (other processes lower the ratio).  Each row's detail gives the busy fraction: the runs' own training
     seconds over workers × wall time (the rest is process start-up, data, checkpoints, figures)."""
     import statistics
     import tempfile
