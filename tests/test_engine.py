@@ -7,6 +7,7 @@ the same arithmetic in the same order, and a tolerance written next to the asser
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch import nn
 
 import plasticity as P
 from bridge import FeedbackMLP, TeachingLoss, convert
+from bridge.app.cli import main
 from bridge.app.runs import TrainConfig, build_model, load_run, run_experiment
 from bridge.data import load_dataset
 from bridge.metrics import feedback_alignment, signal_angles
@@ -373,3 +375,35 @@ def test_registries_fail_loudly():
         FeedbackMLP((4, 3, 2), Fake(), generator=torch.Generator())
     with pytest.raises(ValueError, match="registered twice"):
         P.register_rule(type("NPTwin", (P.Rule,), {"name": "np", "propagate": lambda *a, **k: None}))
+
+
+@pytest.mark.parametrize("rule", ["urfb", "np"])
+def test_extending_a_finished_run_equals_training_that_long(rule, tmp_path, capsys):
+    """credit train --resume DIR --epochs 3 on a finished 2-epoch run: the same weights, feedback and
+    history as 3 epochs from the start (NP: its noise generator continues too)."""
+    out = tmp_path / "r"
+    kw = {"n_train": 32, "epochs": 2}
+    run_experiment(_cfg(rule, out=str(out), **kw))
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    longer = run_experiment(_cfg(rule, **{**kw, "epochs": 3}), write=False)
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    mine = longer["model"].state_dict()
+    assert saved["state"]["epoch"] == 3
+    assert all(torch.equal(saved["model"][k], v) for k, v in mine.items() if torch.is_tensor(v))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["test_loss"] for r in rows] == [r["test_loss"] for r in longer["history"]]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "finished" and json.loads((out / "config.json").read_text())["epochs"] == 3
+
+
+def test_extending_refuses_fewer_epochs_and_a_cosine_schedule(tmp_path, capsys):
+    out, cos = tmp_path / "r", tmp_path / "c"
+    run_experiment(_cfg("fa", out=str(out), n_train=32, epochs=2))
+    assert main(["train", "--resume", str(out), "--epochs", "1"]) == 2
+    assert "has trained 2 epochs already" in capsys.readouterr().err
+    assert (out / "summary.json").is_file()  # nothing changed
+    assert main(["train", "--resume", str(out), "--lr", "0.1"]) == 2
+    assert "drop --lr" in capsys.readouterr().err
+    run_experiment(_cfg("fa", out=str(cos), n_train=32, epochs=1, lr_schedule="cosine"))
+    assert main(["train", "--resume", str(cos), "--epochs", "2"]) == 2
+    assert "cosine" in capsys.readouterr().err

@@ -223,3 +223,35 @@ def test_help():
     with pytest.raises(SystemExit) as e:
         main(["sweep", "--help"])
     assert e.value.code == 0
+
+
+def test_raising_epochs_in_a_sweep_file_continues_its_runs(tmp_path):
+    """A sweep rerun with epochs 1 → 2 starts each run from a copy of its 1-epoch folder (the first
+    epoch's rows are the saved ones) and ends equal to 2 epochs from the start; the 1-epoch runs stay."""
+    import importlib
+
+    base = {"task": "digits", "sizes": "64-16-10", "n_train": 64, "n_test": 64, "grid": {"rule": ["urfb"]}}
+    out = tmp_path / "s"
+    sw.run_sweep(sw.parse_sweep({**base, "epochs": 1}), out, workers=1, quiet=True)
+    (short,) = list((out / "runs").iterdir())
+    first_rows = (short / "metrics.jsonl").read_text().splitlines()
+    loop = importlib.import_module("bridge.train")
+    s2 = sw.parse_sweep({**base, "epochs": 2})
+    (run,) = sw.expand(s2, out)
+    assert sw._shorter_runs(out, [run]) == {run.key: str(short)}
+    steps = []
+    real = loop.training_step
+    loop.training_step = lambda *a, **k: (steps.append(1), real(*a, **k))[1]
+    try:
+        assert sw.run_one(sw._job(run, 1, str(short)))["status"] == "finished"
+    finally:
+        loop.training_step = real
+    assert len(steps) == 4  # only the second epoch was trained (64 images, batch 16)
+    folder = Path(run.config.out)
+    assert (folder / "metrics.jsonl").read_text().splitlines()[:len(first_rows)] == first_rows
+    theirs = torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+    mine = run_experiment(dataclasses.replace(run.config, out=None), write=False)["model"].state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert (short / "summary.json").is_file()  # the shorter run is left as it was
+    res = sw.run_sweep(s2, out, workers=1, quiet=True)  # the whole sweep now finds it done
+    assert res.skipped == 1 and res.count("finished") == 1

@@ -152,10 +152,12 @@ def cmd_train(args) -> int:
     over = {k: getattr(args, k) for k in TRAIN_OPTIONS}
     over["rule_params"] = dict(args.rule_param) if args.rule_param else None
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k, v in over.items() if v is not None and k != "data_dir"]
+        given = [f"--{k.replace('_', '-')}" for k, v in over.items()
+                 if v is not None and k not in ("data_dir", "epochs")]
         if given or args.config or args.out:
             drop = ", ".join(given) or "--config/--out"
-            raise ValueError(f"--resume continues a run with its saved configuration; drop {drop}")
+            raise ValueError(f"--resume continues a run with its saved configuration (--epochs N extends it); "
+                             f"drop {drop}")
         folder = Path(args.resume)
         if not (folder / "config.json").is_file():
             raise ValueError(f"--resume {folder}: no config.json there")
@@ -163,6 +165,9 @@ def cmd_train(args) -> int:
         raw["sizes"] = tuple(raw["sizes"])
         cfg = TrainConfig(**raw)
         cfg.out = str(folder)
+        if args.epochs is not None:
+            cfg.epochs = args.epochs
+            cfg.resolved()  # the one-line check of the value
     elif args.config:
         cfg = TrainConfig.from_toml(args.config, **over, out=args.out, quiet=args.quiet or None)
     else:
@@ -409,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with MNIST/Fashion-MNIST IDX files (or env CREDIT_DATA_DIR)")
     t.add_argument("--config", help="TOML file with any of these options (flags override it)")
     t.add_argument("--out", help="results folder, new or empty (default: runs/TASK-RULE-seedN)")
-    t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
+    t.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run in DIR from its last checkpoint; with --epochs N, extend a run "
+                        "(finished or not) to N epochs")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

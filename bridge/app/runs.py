@@ -307,6 +307,8 @@ def _final(history, seconds) -> dict:
 
 
 CHECKPOINT = "checkpoint.pt"
+#: options a resumed run may change: they do not change its numbers (a moved folder, another data copy)
+RESUME_FREE = ("quiet", "out", "data_dir")
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -343,7 +345,10 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
     """Resolve, build, train and (if ``cfg.out``) write the results folder; returns the summary.
 
     With ``resume=True`` the run in ``cfg.out`` continues from its last checkpoint (its saved
-    configuration must match ``cfg``) and ends exactly as an uninterrupted run would.
+    configuration must match ``cfg``) and ends exactly as an uninterrupted run would.  A ``cfg`` that
+    differs from the saved one only in more ``epochs`` extends the run (finished or not): the result
+    equals a run trained for that many epochs from the start (not for a cosine schedule, which
+    depends on the total; an error).
     """
     from ..data import load_dataset
 
@@ -367,11 +372,20 @@ def run_experiment(cfg: TrainConfig, *, data=None, write: bool = True, resume: b
     cfg_json = json.dumps(jsonable(dataclasses.asdict(cfg)), indent=2)
     if resume:
         ck = torch.load(out / CHECKPOINT, weights_only=False)
-        saved = {k: v for k, v in ck["config"].items() if k not in ("quiet",)}
-        mine = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("quiet",)}
+        saved = {k: v for k, v in ck["config"].items() if k not in RESUME_FREE}
+        mine = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
         diff = sorted(k for k in mine if jsonable(mine[k]) != jsonable(saved.get(k)))
-        if diff:
+        if diff == ["epochs"]:  # extending a run: more epochs from its last checkpoint
+            done = int(ck["state"]["epoch"])
+            if cfg.epochs < done:
+                raise ValueError(f"--epochs {cfg.epochs}: the run in {out} has trained {done} epochs already; "
+                                 f"a run can only be extended (--epochs ≥ {done})")
+            if cfg.lr_schedule == "cosine":
+                raise ValueError(f"--epochs: the run in {out} follows a cosine schedule, which depends on the number "
+                                 "of epochs; it cannot be extended")
+        elif diff:
             raise ValueError(f"--resume {out}: the configuration differs from the saved run in {', '.join(diff)}")
+        (out / "summary.json").unlink(missing_ok=True)  # complete again only when this continuation ends
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler") is not None:

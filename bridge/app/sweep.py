@@ -23,7 +23,10 @@ The sweep folder ``OUT`` holds::
 ``<key>`` is a readable prefix (rule-seed-other grid values) and a hash of the resolved
 configuration, so a rerun recognises its done runs (a folder with ``summary.json``: finished, or
 diverged, which it would do again) and skips them, continues interrupted ones from their last
-checkpoint, and runs the rest (failed ones included).  Each run is
+checkpoint, and runs the rest (failed ones included).  A run that differs from one already in
+``OUT/runs`` only in more ``epochs`` starts from a copy of that run's folder and continues it
+(the same numbers as training that long from the start), so raising ``epochs`` in a sweep file
+extends the runs it has.  Each run is
 deterministic given its resolved configuration, so the engine (``local`` worker processes or
 ``ray``) does not change the numbers.
 """
@@ -222,6 +225,8 @@ def run_one(job: dict) -> dict:
         cfg = TrainConfig(**{k: (tuple(v) if k == "sizes" else v) for k, v in job["config"].items()})
         folder = Path(cfg.out)
         s = None
+        if job.get("extend_from") and not folder.exists():  # continue a shorter run of this sweep (a copy)
+            shutil.copytree(job["extend_from"], folder)
         if (folder / CHECKPOINT).is_file():
             try:
                 s = run_experiment(cfg, resume=True)
@@ -251,8 +256,34 @@ def _done(run: Run) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------- engines
-def _job(run: Run, threads: int) -> dict:
-    return {"key": run.key, "config": jsonable(dataclasses.asdict(run.config)), "threads": threads}
+def _job(run: Run, threads: int, extend_from: str | None = None) -> dict:
+    return {"key": run.key, "config": jsonable(dataclasses.asdict(run.config)), "threads": threads,
+            "extend_from": extend_from}
+
+
+def _shorter_runs(out: Path, runs: list) -> dict:
+    """For each run with no folder yet: the folder of the longest run in ``out/runs`` that has a
+    checkpoint and the same resolved configuration except fewer ``epochs`` (not for a cosine
+    schedule, which depends on the total), so that raising ``epochs`` in a sweep file continues
+    the runs it has instead of starting them again."""
+    def comparable(d: dict) -> str:
+        return json.dumps({k: v for k, v in jsonable(d).items() if k not in NOT_KEYED + ("epochs",)}, sort_keys=True)
+
+    have = {}
+    for f in (out / "runs").glob(f"*/{CHECKPOINT}"):
+        try:
+            saved = json.loads((f.parent / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        have.setdefault(comparable(saved), []).append((int(saved.get("epochs") or 0), f.parent))
+    found = {}
+    for run in runs:
+        if Path(run.config.out).exists() or run.config.lr_schedule == "cosine":
+            continue
+        shorter = [(e, d) for e, d in have.get(comparable(dataclasses.asdict(run.config)), []) if e < run.config.epochs]
+        if shorter:
+            found[run.key] = str(max(shorter)[1])
+    return found
 
 
 def _local(jobs, workers, threads, on_result):
@@ -552,7 +583,8 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
     write()
     try:
         if todo:
-            jobs = [_job(r, sweep.threads) for r in todo]
+            longer = _shorter_runs(out, todo)
+            jobs = [_job(r, sweep.threads, longer.get(r.key)) for r in todo]
             if engine == "local":
                 n = workers or max(1, (os.cpu_count() or 1) // sweep.threads)
                 _local(jobs, min(n, len(jobs)), sweep.threads, on_result)
