@@ -246,3 +246,12 @@ def test_mnist_di_tracks_its_ungated_control(tmp_path, shared_data):
     off, on = res["di-steady-nossa"], res["di-steady"]
     assert off["unstable_steps"] == on["unstable_steps"] == 0 and off["first_unstable_step"] is None
     assert off["test_error"] == on["test_error"] and off["stabilisations"] == 0
+
+
+def test_autoencoder_records_a_runaway_condition_and_goes_on(shared_data):
+    mod = _load("autoencoder")
+    p = {**mod.default_params(quick=True), "data_dir": str(shared_data), "n_train": 100, "n_test": 50,
+         "conditions": ["bp-orthogonal", "fa-gaussian"], "lr": 1e3}
+    res = mod.simulate(p)
+    assert res["bp-orthogonal"]["diverged"].startswith("Diverged:")
+    assert not res["bp-orthogonal"]["learns"] and "fa-gaussian" in res

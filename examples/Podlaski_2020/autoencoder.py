@@ -45,7 +45,7 @@ from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.layers import Activation
 from bridge.losses import TeachingLoss
-from bridge.train import train
+from bridge.train import Diverged, train
 from plasticity import rule_parameters
 
 SIZES = (784, 500, 250, 30, 250, 500, 784)
@@ -134,7 +134,7 @@ def _run_one(name: str, p: dict, data) -> dict:
         try:
             train(model, data, TeachingLoss("mse"), cfg, log=rows.append)
             diverged = None
-        except (FloatingPointError, torch.linalg.LinAlgError) as e:  # loss → inf/nan, or NDI's WB − αI singular
+        except (Diverged, FloatingPointError, torch.linalg.LinAlgError) as e:  # runaway loss, or NDI's WB − αI singular
             diverged = f"{type(e).__name__}: {e}".splitlines()[0]
     per_pixel = 2.0 / data.n_in  # ½‖e‖² per example → mean squared error per pixel
     return {"epoch": [r["epoch"] for r in rows], "train_mse": [r["train_loss"] * per_pixel for r in rows],
