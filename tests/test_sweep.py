@@ -254,4 +254,10 @@ def test_raising_epochs_in_a_sweep_file_continues_its_runs(tmp_path):
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert (short / "summary.json").is_file()  # the shorter run is left as it was
     res = sw.run_sweep(s2, out, workers=1, quiet=True)  # the whole sweep now finds it done
-    assert res.skipped == 1 and res.count("finished") == 1
+    assert res.skipped == 1 and res.count("finished") == 1 and res.extended == 0
+    s3 = sw.parse_sweep({**base, "epochs": 3})  # and a sweep run through its workers continues the 2-epoch copy
+    res = sw.run_sweep(s3, out, workers=1, quiet=True)
+    assert res.extended == 1 and res.count("finished") == 1
+    (run3,) = sw.expand(s3, out)
+    lines = (Path(run3.config.out) / "metrics.jsonl").read_text().splitlines()
+    assert lines[:len(first_rows)] == first_rows and len(lines) == 4  # epochs 0, 1, 2, 3

@@ -514,6 +514,7 @@ class SweepResult:
     results: dict  # key → {"status", "error", "final", "seconds"}
     skipped: int  # finished before this call
     out: Path
+    extended: int = 0  # runs of this call that continued a shorter run's copy (epochs raised)
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.results.values())
@@ -556,7 +557,7 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
     out = Path(out)
     runs = expand(sweep, out)
     _prepare(out, sweep)
-    results = {}
+    results, extended = {}, 0
     for run in runs:
         r = _done(run)
         if r is not None:
@@ -585,6 +586,7 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
         if todo:
             longer = _shorter_runs(out, todo)
             jobs = [_job(r, sweep.threads, longer.get(r.key)) for r in todo]
+            extended = len(longer)
             if engine == "local":
                 n = workers or max(1, (os.cpu_count() or 1) // sweep.threads)
                 _local(jobs, min(n, len(jobs)), sweep.threads, on_result)
@@ -595,7 +597,7 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
     finally:
         bar.close()
     plot_sweep(out / "figures", sweep, runs, results)
-    return SweepResult(runs, results, skipped, out)
+    return SweepResult(runs, results, skipped, out, extended)
 
 
 def main(config, *, engine="local", address=None, workers=None, out=None, quiet=False) -> int:
@@ -612,7 +614,9 @@ def main(config, *, engine="local", address=None, workers=None, out=None, quiet=
         return 130
     n = len(res.runs)
     fin, div, fail = res.count("finished"), res.count("diverged"), res.count("failed")
-    print(f"{n} runs ({res.skipped} done before, {n - res.skipped} now): {fin} finished, {div} diverged, {fail} failed")
+    cont = f", {res.extended} of them continued from a shorter run" if res.extended else ""
+    print(f"{n} runs ({res.skipped} done before, {n - res.skipped} now{cont}): {fin} finished, {div} diverged, "
+          f"{fail} failed")
     for run in res.runs:
         r = res.results[run.key]
         if r["status"] != "finished":
