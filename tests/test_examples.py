@@ -104,3 +104,14 @@ def test_credit_reproduce_runs_an_example(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["reproduce", "Amit_2021/fig12", "--quick", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "fig12.png").is_file()
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--n-train", "2.5"], ["--lr", "-1"], ["--lr", "inf"]])
+def test_count_and_rate_options_are_one_line_usage_errors(argv, tmp_path):
+    mod = load_example(EXAMPLES["Podlaski_2020/autoencoder"])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        mod.main(argv + ["--out", str(tmp_path)])
+    assert e.value.code == 2
+    last = err.getvalue().strip().splitlines()[-1]
+    assert last.startswith(f"Podlaski_2020/autoencoder: error: argument {argv[0]}: must be "), last

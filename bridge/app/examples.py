@@ -32,12 +32,35 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
 
 SEEDS = ("single", "count", "list")
 MAX_THREADS = 4096
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts (epochs, images): an integer ≥ 1, else a one-line usage error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {n}")
+    return n
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=`` for rates: a finite number > 0, else a one-line usage error."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {x}")
+    return x
 
 
 class ExampleError(ValueError):

@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 import torch
 
-from bridge.app.examples import Example
+from bridge.app.examples import Example, positive_float, positive_int
 from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.layers import Activation
@@ -198,16 +198,11 @@ def main(argv=None) -> int:
     ap = EX.parser(__doc__)
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"any of {', '.join(CONDITIONS)} (default: {', '.join(DEFAULT_CONDITIONS)})")
-    ap.add_argument("--epochs", type=int, help="epochs (the paper: 25)")
-    ap.add_argument("--n-train", type=int, help="training images (the paper: all 60 000)")
-    ap.add_argument("--lr", type=float, help="learning rate on the batch mean (the paper's 1e-6 on batch sums of "
-                                             "100 is 1e-4 here)")
+    ap.add_argument("--epochs", type=positive_int, help="epochs (the paper: 25)")
+    ap.add_argument("--n-train", type=positive_int, help="training images (the paper: all 60 000)")
+    ap.add_argument("--lr", type=positive_float, help="learning rate on the batch mean (the paper's 1e-6 on batch "
+                                                      "sums of 100 is 1e-4 here)")
     args = EX.parse(ap, argv)
-    for key in ("epochs", "n_train"):
-        if getattr(args, key) is not None and getattr(args, key) < 1:
-            ap.error(f"--{key.replace('_', '-')} must be an integer ≥ 1, got {getattr(args, key)}")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        ap.error(f"--lr must be a finite number > 0, got {args.lr}")
     import json
 
     from bridge.app.runs import jsonable

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import bridge.inversion as bi
-from bridge.app.examples import Example
+from bridge.app.examples import Example, positive_int
 from bridge.app.runs import TrainConfig, build_model
 from bridge.data import load_dataset
 from bridge.losses import TeachingLoss
@@ -147,12 +147,9 @@ def main(argv=None) -> int:
     ap = EX.parser(__doc__)
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), metavar="NAME",
                     help=f"subset of {', '.join(CONDITIONS)} (default: all)")
-    ap.add_argument("--epochs", type=int, help="override the epochs")
-    ap.add_argument("--n-train", type=int, help="training images (default: all 60 000)")
+    ap.add_argument("--epochs", type=positive_int, help="override the epochs")
+    ap.add_argument("--n-train", type=positive_int, help="training images (default: all 60 000)")
     args = EX.parse(ap, argv)
-    for key in ("epochs", "n_train"):
-        if getattr(args, key) is not None and getattr(args, key) < 1:
-            ap.error(f"--{key.replace('_', '-')} must be an integer ≥ 1, got {getattr(args, key)}")
     import json
 
     from bridge.app.runs import jsonable
