@@ -261,3 +261,65 @@ def test_raising_epochs_in_a_sweep_file_continues_its_runs(tmp_path):
     (run3,) = sw.expand(s3, out)
     lines = (Path(run3.config.out) / "metrics.jsonl").read_text().splitlines()
     assert lines[:len(first_rows)] == first_rows and len(lines) == 4  # epochs 0, 1, 2, 3
+
+
+CASES = """
+task = "digits"
+sizes = "64-16-10"
+n_train = 64
+n_test = 64
+epochs = 1
+[grid]
+seeds = [0, 1]
+[[case]]
+rule = "fa"
+lr = 0.02
+[[case]]
+rule = "urfb"
+epsilon = 0.5
+"""
+
+
+def test_cases_change_options_together(tmp_path):
+    """Each [[case]] times the grid: a case's options go to its runs only, groups are told apart by
+    the case keys (a key a case lacks shows as "-"), and each run is credit train on its config."""
+    f, out = tmp_path / "s.toml", tmp_path / "out"
+    f.write_text(CASES)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["sweep", str(f), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    rows = _rows(out)
+    got = sorted((r["rule"], r["seed"], r["lr"], r["epsilon"]) for r in rows)
+    # fa at the case's lr; urfb at the task's lr (0.05) with the case's ε; every case on both seeds
+    assert got == [("fa", "0", "0.02", ""), ("fa", "1", "0.02", ""),
+                   ("urfb", "0", "0.05", "0.5"), ("urfb", "1", "0.05", "0.5")]
+    assert all(r["status"] == "finished" for r in rows)
+    table = (out / "table.md").read_text()
+    assert "| rule | lr | epsilon | n | test_error |" in table
+    assert "| fa | 0.02 | - | 2 |" in table and "| urfb | - | 0.5 | 2 |" in table
+    assert json.loads((out / "sweep.json").read_text())["cases"] == [{"rule": "fa", "lr": 0.02},
+                                                                     {"rule": "urfb", "epsilon": 0.5}]
+    torch.set_num_threads(1)
+    r = next(r for r in rows if r["rule"] == "urfb" and r["seed"] == "1")
+    folder = out / "runs" / r["key"]
+    raw = json.loads((folder / "config.json").read_text())
+    mine = run_experiment(TrainConfig(**{**raw, "sizes": tuple(raw["sizes"])}), write=False)["model"].state_dict()
+    theirs = torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+@pytest.mark.parametrize("text, says", [
+    ('case = 3\n', "must be [[case]] tables"),
+    ('[[case]]\n', "[[case]] 1 in"),
+    ('[[case]]\nrule = "fa"\n[[case]]\nlearning_rate = 0.1\n', "unknown key 'learning_rate' in [[case]] 2"),
+    ('[[case]]\nout = "x"\n', "unknown key 'out' in [[case]] 1"),
+    ('[grid]\nrule = ["fa"]\n[[case]]\nrule = "bp"\n', "rule in [[case]] 1 of"),
+    ('lr = 0.1\n[[case]]\nlr = 0.2\n', "is also a fixed option"),
+    ('[[case]]\nrule = "fa"\n[[case]]\nrule = "fa"\n', "repeats [[case]] 1"),
+])
+def test_bad_cases(tmp_path, capsys, text, says):
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "o").exists()  # nothing half-written

@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     w = sub.add_parser("sweep", help="credit train over a grid of options (TOML), in parallel, resumable")
-    w.add_argument("config", help="TOML: fixed credit train options at the top level, [grid] OPTION = [values]; "
+    w.add_argument("config", help="TOML: fixed credit train options at the top level, [grid] OPTION = [values], "
+                                  "[[case]] tables of options that change together (each case × the grid); "
                                   "optional threads = N (torch threads per run, default 1)")
     w.add_argument("--engine", default="local", choices=("local", "ray"),
                    help="local: worker processes on this machine (default); ray: a Ray cluster "

@@ -12,6 +12,19 @@ is the Cartesian product of the lists::
     seed = [0, 1, 2]
     lr = [0.05, 0.1]
 
+Options that change together (a rule and its own tuned rate) go in ``[[case]]`` tables; the sweep
+is then every case times the grid::
+
+    [grid]
+    seed = [0, 1, 2]
+    [[case]]
+    rule = "bp"
+    lr = 0.05
+    [[case]]
+    rule = "rf"
+    lr = 0.01
+    rule_params = {n_noise = 32}
+
 The sweep folder ``OUT`` holds::
 
     OUT/sweep.json          the sweep's fixed options and grid (the mark of a sweep folder)
@@ -70,6 +83,7 @@ class Sweep:
 
     base: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    cases: list = field(default_factory=list)  # [[case]] tables: options that change together
     threads: int = 1
     out: str | None = None
     quiet: bool = False
@@ -90,7 +104,7 @@ def _fields() -> list[str]:
 def parse_sweep(raw: dict, source: str = "the sweep file") -> Sweep:
     """Check a sweep file's table (unknown keys are an error naming the valid ones)."""
     names = _fields()
-    valid = sorted(names) + sorted(SWEEP_OPTIONS) + ["grid"]
+    valid = sorted(names) + sorted(SWEEP_OPTIONS) + ["case", "grid"]
     unknown = sorted(set(raw) - set(valid))
     if unknown:
         raise ValueError(f"unknown keys in {source}: {', '.join(unknown)}; valid: {', '.join(valid)}")
@@ -113,6 +127,7 @@ def parse_sweep(raw: dict, source: str = "the sweep file") -> Sweep:
     both = sorted(set(grid) & set(raw))
     if both:
         raise ValueError(f"{', '.join(both)} in {source}: both a fixed option and a [grid] key; keep one")
+    cases = _parse_cases(raw.pop("case", []), names, grid, raw, source)
     threads = raw.pop("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads in {source} must be an integer ≥ 1, got {threads!r}")
@@ -121,7 +136,30 @@ def parse_sweep(raw: dict, source: str = "the sweep file") -> Sweep:
         raise ValueError(f"out in {source} must be a folder name, got {out!r}")
     if not isinstance(quiet, bool):
         raise ValueError(f"quiet in {source} must be true or false, got {quiet!r}")
-    return Sweep(base=raw, grid=grid, threads=threads, out=out, quiet=quiet)
+    return Sweep(base=raw, grid=grid, cases=cases, threads=threads, out=out, quiet=quiet)
+
+
+def _parse_cases(raw_cases, names: list[str], grid: dict, base: dict, source: str) -> list[dict]:
+    """The ``[[case]]`` tables: each a non-empty table of run options, none of them also fixed or in
+    the grid (an option is set in one place), no two cases alike."""
+    if not isinstance(raw_cases, list) or not all(isinstance(c, dict) for c in raw_cases):
+        raise ValueError(f"case in {source} must be [[case]] tables of OPTION = value")
+    ok = sorted(set(names) - set(PER_SWEEP))
+    cases = []
+    for i, case in enumerate(raw_cases, 1):
+        if not case:
+            raise ValueError(f"[[case]] {i} in {source} is empty; give it the options that change together")
+        bad = sorted(set(case) - set(ok))
+        if bad:
+            raise ValueError(f"unknown key {bad[0]!r} in [[case]] {i} of {source}; valid: {', '.join(ok)}")
+        for where, table in (("a [grid] key", grid), ("a fixed option", base)):
+            clash = sorted(set(case) & set(table))
+            if clash:
+                raise ValueError(f"{clash[0]} in [[case]] {i} of {source} is also {where}; keep one")
+        if case in cases:
+            raise ValueError(f"[[case]] {i} in {source} repeats [[case]] {cases.index(case) + 1}")
+        cases.append(dict(case))
+    return cases
 
 
 def load_sweep(path) -> Sweep:
@@ -174,8 +212,8 @@ def expand(sweep: Sweep, out) -> list[Run]:
     out = Path(out)
     names = list(sweep.grid)
     runs, seen = [], {}
-    for values in itertools.product(*(sweep.grid[k] for k in names)):
-        point = dict(zip(names, values))
+    for case, values in itertools.product(sweep.cases or [{}], itertools.product(*(sweep.grid[k] for k in names))):
+        point = {**case, **dict(zip(names, values))}
         raw = {k: _value(k, v) for k, v in {**sweep.base, **point}.items()}
         where = ", ".join(f"{k}={json.dumps(jsonable(v))}" for k, v in point.items()) or "the fixed options"
         try:
@@ -407,13 +445,16 @@ def _pm(s: dict) -> str:
 
 
 def group_keys(sweep: Sweep) -> list[str]:
-    return [k for k in sweep.grid if k != "seed"]
+    """The options that tell groups apart: every case key (in order of first appearance) and every
+    grid key but seed."""
+    keys = list(dict.fromkeys(k for case in sweep.cases for k in case))
+    return keys + [k for k in sweep.grid if k != "seed" and k not in keys]
 
 
 def _groups(runs: list[Run], keys: list[str]) -> dict:
     groups = {}
     for run in runs:
-        label = tuple(_label_value(run.point[k]) for k in keys)
+        label = tuple(_label_value(run.point[k]) if k in run.point else "-" for k in keys)
         groups.setdefault(label, []).append(run)
     return groups
 
@@ -536,6 +577,8 @@ def _prepare(out: Path, sweep: Sweep) -> None:
                          "choose a new folder")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     record = {"base": sweep.base, "grid": sweep.grid, "threads": sweep.threads}
+    if sweep.cases:
+        record["cases"] = sweep.cases
     _atomic_text(out / "sweep.json", json.dumps(jsonable(record), indent=2))
 
 
