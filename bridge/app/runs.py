@@ -52,6 +52,11 @@ def read_toml(path, prefix: str = "") -> dict:
         raise ValueError(f"{prefix}{path}: cannot read it ({e.strerror})") from None
 
 
+#: ``weight_scale`` / ``feedback_scale`` value for the layers' own default init, U(±1/√d_in) per layer
+#: (``nn.Linear``'s; what ``None`` means inside the library, where ``None`` in a config means the task's)
+FAN_IN = "fan-in"
+
+
 @dataclass
 class TrainConfig:
     """Everything one training run needs; ``None`` means "the task's default"."""
@@ -75,8 +80,8 @@ class TrainConfig:
     lr_min: float = 0.0
     lr_step: int = 1
     lr_gamma: float = 0.5
-    weight_scale: float | None = None
-    feedback_scale: float | None = None
+    weight_scale: float | str | None = None  # U(±s), or FAN_IN
+    feedback_scale: float | str | None = None
     sparsity: float = 0.0
     feedback_sparsity: float = 0.0
     bias: bool | None = None
@@ -165,9 +170,13 @@ class TrainConfig:
         _range("feedback_sparsity", c.feedback_sparsity, 0.0, 1.0, hi_open=True)
         _range("lr_min", c.lr_min, 0.0, inf, hi_open=True)
         _range("lr_gamma", c.lr_gamma, 0.0, 1.0, lo_open=True)
-        if c.weight_scale is not None:
+        for name in ("weight_scale", "feedback_scale"):
+            if isinstance(getattr(c, name), str) and getattr(c, name) != FAN_IN:
+                raise ValueError(f'{opt(name)} must be a number or "{FAN_IN}" (the layers\' U(±1/√d_in)), '
+                                 f"got {getattr(c, name)!r}")
+        if c.weight_scale not in (None, FAN_IN):
             c.weight_scale = _range("weight_scale", c.weight_scale, 0.0, inf, lo_open=True, hi_open=True)
-        if c.feedback_scale is not None:  # 0: zero feedback (Lillicrap Fig. 1's "shallow" control)
+        if c.feedback_scale not in (None, FAN_IN):  # 0: zero feedback (Lillicrap Fig. 1's "shallow" control)
             c.feedback_scale = _range("feedback_scale", c.feedback_scale, 0.0, inf, hi_open=True)
         check_choice("optimizer", c.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", c.lr_schedule, SCHEDULES)
@@ -267,6 +276,11 @@ def check_device(device: str) -> str:
 IMAGES = {3072: (3, 32, 32), 784: (1, 28, 28), 64: (1, 8, 8)}
 
 
+def _scale(value):
+    """An initial scale as the layers take it: ``"fan-in"`` is their default 1/√d_in (``None``)."""
+    return None if value == FAN_IN else value
+
+
 def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> torch.nn.Module:
     if cfg.arch != "mlp":
         if n_in not in IMAGES:
@@ -274,7 +288,7 @@ def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> torch.nn.Module:
         g = torch.Generator().manual_seed(int(cfg.seed))
         net = build_arch(cfg.arch, make_rule(cfg.rule, **cfg.rule_kwargs()), n_out, generator=g, untied=cfg.untied,
                          sparsity=cfg.sparsity, feedback_sparsity=cfg.feedback_sparsity, image=IMAGES[n_in],
-                         feedback_scale=cfg.feedback_scale,
+                         feedback_scale=_scale(cfg.feedback_scale),
                          dtype=getattr(torch, cfg.dtype))
         net.insert(0, torch.nn.Unflatten(1, IMAGES[n_in]))
         return net.to(cfg.device)
@@ -285,8 +299,8 @@ def build_model(cfg: TrainConfig, n_in: int, n_out: int) -> torch.nn.Module:
     g = torch.Generator().manual_seed(int(cfg.seed))
     return FeedbackMLP(
         sizes, make_rule(cfg.rule, **cfg.rule_kwargs()), activation=cfg.activation,
-        output_activation=cfg.output_activation, bias=cfg.bias, weight_scale=cfg.weight_scale,
-        feedback_scale=cfg.feedback_scale, sparsity=cfg.sparsity, feedback_sparsity=cfg.feedback_sparsity,
+        output_activation=cfg.output_activation, bias=cfg.bias, weight_scale=_scale(cfg.weight_scale),
+        feedback_scale=_scale(cfg.feedback_scale), sparsity=cfg.sparsity, feedback_sparsity=cfg.feedback_sparsity,
         generator=g, dtype=getattr(torch, cfg.dtype),
     ).to(cfg.device)
 
