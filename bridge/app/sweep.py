@@ -441,6 +441,8 @@ def _pm(s: dict) -> str:
     """``mean ± sd`` of a :func:`bridge.app.plots.mean_sd` result."""
     if s["n"] == 0:
         return "-"
+    if s["n"] == 1:  # no spread to show from one run
+        return f"{s['mean']:.4g}"
     return f"{s['mean']:.4g} ± {s['sd']:.2g}"
 
 
