@@ -323,3 +323,23 @@ def test_bad_cases(tmp_path, capsys, text, says):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and says in err, err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_best_test_error_and_its_epoch(swept, tmp_path):
+    """runs.csv and table.md carry each run's lowest test error and the epoch it came at, read from
+    the run's own metrics.jsonl."""
+    for r in swept["rows"]:
+        if r["status"] != "finished":
+            assert r["best_test_error"] == ""
+            continue
+        hist = [json.loads(line) for line in (swept["out"] / "runs" / r["key"] / "metrics.jsonl").read_text().splitlines()]
+        errs = [h["test_error"] for h in hist]
+        assert float(r["best_test_error"]) == min(errs)
+        assert float(r["best_epoch"]) == hist[errs.index(min(errs))]["epoch"]
+    assert "| best_test_error | best_epoch |" in (swept["out"] / "table.md").read_text()
+    rows = [{"epoch": 0.5, "test_error": 0.3}, {"epoch": 1.0, "test_error": 0.2}, {"epoch": 1.5, "test_error": 0.2},
+            {"epoch": 2.0, "test_error": 0.25}]
+    assert sw.best_of(rows) == {"best_test_error": 0.2, "best_epoch": 1.0}  # the first of a tie
+    assert sw.best_of([{"epoch": 1.0, "test_nse": 0.4}, {"epoch": 2.0, "test_nse": 0.1}]) == \
+        {"best_test_nse": 0.1, "best_epoch": 2.0}
+    assert sw.best_of([]) == {}

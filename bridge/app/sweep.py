@@ -29,7 +29,8 @@ The sweep folder ``OUT`` holds::
 
     OUT/sweep.json          the sweep's fixed options and grid (the mark of a sweep folder)
     OUT/runs/<key>/         one ``credit train`` results folder per run (run_experiment)
-    OUT/runs.csv            one row per run: its resolved options, final metrics, status, error, seconds
+    OUT/runs.csv            one row per run: its resolved options, final metrics, the lowest test error
+                        and its epoch (best_test_error, best_epoch), status, error, seconds
     OUT/table.md            mean ± sd (ddof 1) and n per group of runs that differ only in seed
     OUT/figures/*.png       test error and test loss against epoch, mean ± sd band per group
 
@@ -419,6 +420,7 @@ def rows_of(runs: list[Run], results: dict) -> list[dict]:
             continue
         row = {"key": run.key, **{k: getattr(run.config, k) for k in OPTIONS}}
         row.update({k: v for k, v in r["final"].items() if k != "seconds"})
+        row.update(r.get("best", {}))
         row.update(status=r["status"], error=r["error"], seconds=r["seconds"])
         rows.append(row)
     return rows
@@ -469,7 +471,8 @@ def _label_value(v) -> str:
     return str(v)
 
 
-TABLE_METRICS = ("test_error", "test_nse", "test_loss", "train_loss", "seconds")
+TABLE_METRICS = ("test_error", "test_nse", "best_test_error", "best_test_nse", "best_epoch", "test_loss", "train_loss",
+                 "seconds")
 
 
 def write_table(path: Path, sweep: Sweep, runs: list[Run], results: dict) -> None:
@@ -478,7 +481,7 @@ def write_table(path: Path, sweep: Sweep, runs: list[Run], results: dict) -> Non
 
     keys = group_keys(sweep)
     metrics = [m for m in TABLE_METRICS
-               if any(m in r["final"] for r in results.values() if r["status"] == "finished")]
+               if any(m in r["final"] or m in r.get("best", {}) for r in results.values() if r["status"] == "finished")]
     head = [*keys, "n", *metrics, "not finished"]
     lines = [f"{len(results)} of {len(runs)} runs; mean ± sd (ddof 1) over the finished runs of each group "
              f"(n of them){' — over seeds' if 'seed' in sweep.grid else ''}", "",
@@ -488,7 +491,7 @@ def write_table(path: Path, sweep: Sweep, runs: list[Run], results: dict) -> Non
         fin = [r for r in res if r["status"] == "finished"]
         cells = list(label) + [str(len(fin))]
         for m in metrics:
-            vals = [r["seconds"] if m == "seconds" else r["final"].get(m) for r in fin]
+            vals = [r["seconds"] if m == "seconds" else {**r["final"], **r.get("best", {})}.get(m) for r in fin]
             cells.append(_pm(mean_sd([v for v in vals if isinstance(v, (int, float))])))
         other = [r["status"] for r in res if r["status"] != "finished"]
         missing = len(members) - len(res)
@@ -505,6 +508,18 @@ def _history(run: Run) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def best_of(history: list[dict]) -> dict:
+    """The run's lowest test error (or NSE, for regression tasks) over its evaluations and the epoch
+    it came at (the first, on a tie): ``{"best_test_error": e, "best_epoch": epoch}``; where it lies
+    before the last epoch, the run has begun to overfit (or to wander)."""
+    for metric in ("test_error", "test_nse"):
+        rows = [r for r in history if isinstance(r.get(metric), (int, float))]
+        if rows:
+            top = min(rows, key=lambda r: r[metric])
+            return {f"best_{metric}": top[metric], "best_epoch": top["epoch"]}
+    return {}
 
 
 def plot_sweep(folder: Path, sweep: Sweep, runs: list[Run], results: dict) -> list[Path]:
@@ -554,7 +569,7 @@ def plot_sweep(folder: Path, sweep: Sweep, runs: list[Run], results: dict) -> li
 @dataclass
 class SweepResult:
     runs: list
-    results: dict  # key → {"status", "error", "final", "seconds"}
+    results: dict  # key → {"status", "error", "final", "seconds", "best" (best_of)}
     skipped: int  # finished before this call
     out: Path
     extended: int = 0  # runs of this call that continued a shorter run's copy (epochs raised)
@@ -603,10 +618,11 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
     runs = expand(sweep, out)
     _prepare(out, sweep)
     results, extended = {}, 0
+    by_key = {run.key: run for run in runs}
     for run in runs:
         r = _done(run)
         if r is not None:
-            results[run.key] = r
+            results[run.key] = {**r, "best": best_of(_history(run))}
     skipped = len(results)
     todo = [r for r in runs if r.key not in results]
 
@@ -619,7 +635,7 @@ def run_sweep(sweep: Sweep, out, *, engine: str = "local", workers: int | None =
     bar = tqdm(total=len(runs), initial=skipped, desc="sweep", unit="run", disable=quiet, dynamic_ncols=True)
 
     def on_result(job, result):
-        results[job["key"]] = result
+        results[job["key"]] = {**result, "best": best_of(_history(by_key[job["key"]]))}
         write()
         bar.update(1)
         bad = sum(r["status"] != "finished" for r in results.values())
