@@ -263,6 +263,29 @@ def test_raising_epochs_in_a_sweep_file_continues_its_runs(tmp_path):
     assert lines[:len(first_rows)] == first_rows and len(lines) == 4  # epochs 0, 1, 2, 3
 
 
+def test_an_extension_whose_data_failed_continues_on_the_next_try(shared_data, tmp_path):
+    """Raising epochs while the data cannot be read records the run as failed and keeps its copy of
+    the shorter run; a folder a failed start left without a checkpoint does not block the extension
+    either; the next try continues from the shorter run's last epoch."""
+    base = {"task": "mnist", "sizes": "784-16-10", "n_train": 64, "n_test": 64, "grid": {"rule": ["fa"]}}
+    out = tmp_path / "s"
+    (short,) = sw.expand(sw.parse_sweep({**base, "epochs": 1, "data_dir": str(shared_data)}), out)
+    assert sw.run_one(sw._job(short, 1))["status"] == "finished"
+    first_rows = (Path(short.config.out) / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "empty").mkdir()
+    (run,) = sw.expand(sw.parse_sweep({**base, "epochs": 2, "data_dir": str(tmp_path / "empty")}), out)
+    folder = Path(run.config.out)
+    folder.mkdir(parents=True)  # what a failed fresh start leaves: a folder without a checkpoint
+    assert sw._shorter_runs(out, [run]) == {run.key: short.config.out}
+    r = sw.run_one(sw._job(run, 1, short.config.out))
+    assert r["status"] == "failed" and r["error"].startswith("DataError"), r
+    assert (folder / "checkpoint.pt").is_file()  # the copy stays, to be continued
+    (run,) = sw.expand(sw.parse_sweep({**base, "epochs": 2, "data_dir": str(shared_data)}), out)
+    assert sw.run_one(sw._job(run, 1, sw._shorter_runs(out, [run]).get(run.key)))["status"] == "finished"
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    assert lines[:len(first_rows)] == first_rows and len(lines) == len(first_rows) + 1
+
+
 CASES = """
 task = "digits"
 sizes = "64-16-10"

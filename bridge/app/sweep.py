@@ -254,6 +254,7 @@ def run_one(job: dict) -> dict:
     os.environ.setdefault("MPLBACKEND", "Agg")
     import torch
 
+    from ..data import DataError
     from . import registry
     from .runs import run_experiment
 
@@ -264,11 +265,14 @@ def run_one(job: dict) -> dict:
         cfg = TrainConfig(**{k: (tuple(v) if k == "sizes" else v) for k, v in job["config"].items()})
         folder = Path(cfg.out)
         s = None
-        if job.get("extend_from") and not folder.exists():  # continue a shorter run of this sweep (a copy)
+        if job.get("extend_from") and not (folder / CHECKPOINT).is_file():  # continue a shorter run (a copy)
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed start left (no checkpoint)
             shutil.copytree(job["extend_from"], folder)
         if (folder / CHECKPOINT).is_file():
             try:
                 s = run_experiment(cfg, resume=True)
+            except DataError:  # the data, not the checkpoint: fail and keep the folder for the next try
+                raise
             except ValueError:  # a checkpoint it cannot continue: start the run afresh
                 s = None
         if s is None:
@@ -301,10 +305,10 @@ def _job(run: Run, threads: int, extend_from: str | None = None) -> dict:
 
 
 def _shorter_runs(out: Path, runs: list) -> dict:
-    """For each run with no folder yet: the folder of the longest run in ``out/runs`` that has a
-    checkpoint and the same resolved configuration except fewer ``epochs`` (not for a cosine
-    schedule, which depends on the total), so that raising ``epochs`` in a sweep file continues
-    the runs it has instead of starting them again."""
+    """For each run with no checkpoint yet (no folder, or one a failed start left): the folder of
+    the longest run in ``out/runs`` that has a checkpoint and the same resolved configuration except
+    fewer ``epochs`` (not for a cosine schedule, which depends on the total), so that raising
+    ``epochs`` in a sweep file continues the runs it has instead of starting them again."""
     def comparable(d: dict) -> str:
         return json.dumps({k: v for k, v in jsonable(d).items() if k not in NOT_KEYED + ("epochs",)}, sort_keys=True)
 
@@ -317,7 +321,7 @@ def _shorter_runs(out: Path, runs: list) -> dict:
         have.setdefault(comparable(saved), []).append((int(saved.get("epochs") or 0), f.parent))
     found = {}
     for run in runs:
-        if Path(run.config.out).exists() or run.config.lr_schedule == "cosine":
+        if (Path(run.config.out) / CHECKPOINT).is_file() or run.config.lr_schedule == "cosine":
             continue
         shorter = [(e, d) for e, d in have.get(comparable(dataclasses.asdict(run.config)), []) if e < run.config.epochs]
         if shorter:
