@@ -255,3 +255,37 @@ def test_autoencoder_records_a_runaway_condition_and_goes_on(shared_data):
     res = mod.simulate(p)
     assert res["bp-orthogonal"]["diverged"].startswith("Diverged:")
     assert not res["bp-orthogonal"]["learns"] and "fa-gaussian" in res
+
+
+def test_autoencoder_runs_split_over_processes_merge(quick_example, shared_data, tmp_path, capsys):
+    """``--merge``: the folders of runs with different conditions and the same settings become one
+    figure and summary holding each run's own numbers; different settings or a condition twice are
+    one-line errors."""
+    import shutil
+
+    mod = _load("autoencoder")
+    a = quick_example("Podlaski_2020/autoencoder")
+    b = tmp_path / "b"
+    assert mod.EX.run(mod.main, ["--quick", "--conditions", "fa-orthogonal", "--out", str(b),
+                                 "--data-dir", str(shared_data)]) == 0
+    merged = tmp_path / "m"
+    assert mod.EX.run(mod.main, ["--merge", str(a), str(b), "--out", str(merged)]) == 0
+    capsys.readouterr()
+    s = json.loads((merged / "summary.json").read_text())
+    sa, sb = (json.loads((f / "summary.json").read_text()) for f in (a, b))
+    assert set(s) == set(sa) | set(sb)
+    for name in mod.DEFAULT_CONDITIONS:
+        assert s[name] == sa[name]
+    assert s["fa-orthogonal"] == sb["fa-orthogonal"]
+    assert (merged / "autoencoder.png").stat().st_size > 0
+    c = tmp_path / "c"
+    shutil.copytree(b, c)
+    curves = json.loads((c / "curves.json").read_text())
+    curves["params"]["epochs"] = 2
+    (c / "curves.json").write_text(json.dumps(curves))
+    for folders, says in (([a, c], "epochs differ"), ([b, b], "fa-orthogonal is in an earlier folder"),
+                          ([a, tmp_path / "none"], "not a results folder")):
+        with pytest.raises(SystemExit):
+            mod.EX.run(mod.main, ["--merge", *map(str, folders), "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert says in err, err
