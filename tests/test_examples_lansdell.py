@@ -248,3 +248,17 @@ def test_fig2_fa_fails_through_the_bottleneck(shared_data):
     assert s["bp"] < 0.9 * baseline
     assert s["bp"] < s["fa"] - 1.0
     assert s["urfb"] < s["fa"] - 0.4
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig2"])
+def test_a_rules_search_points_do_not_depend_on_the_other_rules(name, monkeypatch):
+    """NP searched alone draws the points it draws beside BP and FA (the seed follows the rule, not
+    its place in --rules)."""
+    mod = _load(name)
+    monkeypatch.setattr(mod.P, "validation_split", lambda data, *a, **k: (data, {}))
+    monkeypatch.setattr(mod.P, "random_search", lambda space, n, score, seed=0: {"seed": seed})
+    drawn = {}
+    p = {**mod.DEFAULTS, "search": 2, **({"optimizer": "sgd"} if name == "fig2" else {})}
+    for rules in (["np"], ["bp", "fa", "np"], ["np", "bp"]):
+        drawn[tuple(rules)] = mod.search(None, {**p, "rules": rules})["np"]
+    assert len({d["seed"] for d in drawn.values()}) == 1

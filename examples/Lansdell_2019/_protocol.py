@@ -54,6 +54,12 @@ def validation_split(data, n_val: int, n_fit: int | None = None, seed: int = 0):
     return split, {"val_index": val, "fit_index": fit}
 
 
+def search_seed(base: int, rule: str, rules: tuple) -> int:
+    """The seed of ``rule``'s random search: fixed by the rule's place in the script's own ``rules``
+    (not in the list a user asks for), so a rule draws the same points whichever others run with it."""
+    return base + 1000 * rules.index(rule)
+
+
 def random_search(space: dict, n_points: int, score, seed: int = 0) -> dict:
     """Score ``n_points`` log-uniform draws from ``space`` with ``score(point) -> float`` (lower is
     better); a point whose training diverged (:class:`bridge.train.Diverged`) or scored NaN gets +inf.

@@ -96,7 +96,7 @@ def search(data, p) -> dict:
     (the validation images are held out of the training set; the test set is not used)."""
     fit, _ = P.validation_split(data, p["n_val"], p["search_n_train"], seed=p["search_seed"])
     out = {}
-    for i, rule in enumerate(p["rules"]):
+    for rule in p["rules"]:
         space = {k: tuple(p["space"][k]) for k in SEARCHED[rule]}
 
         def score(pt, rule=rule):
@@ -104,7 +104,7 @@ def search(data, p) -> dict:
                        seed=p["search_seed"], evals_per_epoch=1)
             return r[rule]["history"][-1]["test_error"]  # the held-out training images
 
-        out[rule] = P.random_search(space, p["search"], score, seed=p["search_seed"] + 1000 * i)
+        out[rule] = P.random_search(space, p["search"], score, seed=P.search_seed(p["search_seed"], rule, RULES))
     return out
 
 

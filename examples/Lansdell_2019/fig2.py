@@ -104,7 +104,7 @@ def search(data, p) -> dict:
     fit, _ = P.validation_split(data, p["n_val"], p["search_n_train"], seed=p["search_seed"])
     space_all = p["space"][p["optimizer"]]
     out = {}
-    for i, rule in enumerate(p["rules"]):
+    for rule in p["rules"]:
         space = {k: tuple(space_all[k]) for k in SEARCHED[rule] if k in space_all}
 
         def score(pt, rule=rule):
@@ -113,7 +113,7 @@ def search(data, p) -> dict:
                        seed=p["search_seed"], evals_per_epoch=1)
             return r[rule]["history"][-1]["test_loss"]  # the held-out training images
 
-        out[rule] = P.random_search(space, p["search"], score, seed=p["search_seed"] + 1000 * i)
+        out[rule] = P.random_search(space, p["search"], score, seed=P.search_seed(p["search_seed"], rule, RULES))
     return out
 
 
