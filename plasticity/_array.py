@@ -20,7 +20,12 @@ class _NumpyOps:
 
     @staticmethod
     def pinv(a):
-        return np.linalg.pinv(a)
+        try:
+            return np.linalg.pinv(a)
+        except np.linalg.LinAlgError:  # see _TorchOps.pinv
+            if a.dtype == np.float64:
+                raise
+            return np.linalg.pinv(a.astype(np.float64)).astype(a.dtype)
 
     @staticmethod
     def solve(a, b):
@@ -86,7 +91,15 @@ class _TorchOps:
         self.t = torch
 
     def pinv(self, a):
-        return self.t.linalg.pinv(a)
+        """``a⁺``.  A single-precision SVD can fail to converge on a matrix whose singular values
+        cluster (an orthogonally initialised W a few updates in); that matrix is then inverted in
+        double precision and the result cast back, so that no rule stops on a solvable case."""
+        try:
+            return self.t.linalg.pinv(a)
+        except self.t.linalg.LinAlgError:
+            if a.dtype == self.t.float64:
+                raise
+            return self.t.linalg.pinv(a.double()).to(a.dtype)
 
     def solve(self, a, b):
         return self.t.linalg.solve(a, b)

@@ -259,8 +259,8 @@ def test_autoencoder_records_a_runaway_condition_and_goes_on(shared_data):
 
 def test_autoencoder_runs_split_over_processes_merge(quick_example, shared_data, tmp_path, capsys):
     """``--merge``: the folders of runs with different conditions and the same settings become one
-    figure and summary holding each run's own numbers; different settings or a condition twice are
-    one-line errors."""
+    figure and summary holding each run's own numbers, a condition in two folders coming from the
+    later (a rerun); different settings or a folder of something else are one-line errors."""
     import shutil
 
     mod = _load("autoencoder")
@@ -283,8 +283,17 @@ def test_autoencoder_runs_split_over_processes_merge(quick_example, shared_data,
     curves = json.loads((c / "curves.json").read_text())
     curves["params"]["epochs"] = 2
     (c / "curves.json").write_text(json.dumps(curves))
-    for folders, says in (([a, c], "epochs differ"), ([b, b], "fa-orthogonal is in an earlier folder"),
-                          ([a, tmp_path / "none"], "not a results folder")):
+    rerun = tmp_path / "rerun"
+    shutil.copytree(b, rerun)
+    c_rerun = json.loads((rerun / "curves.json").read_text())
+    c_rerun["fa-orthogonal"]["test_mse"][-1] = 0.5  # as if rerun (the summary derives from the curves)
+    (rerun / "curves.json").write_text(json.dumps(c_rerun))
+    assert mod.EX.run(mod.main, ["--merge", str(merged), str(rerun), "--out", str(tmp_path / "m2")]) == 0
+    said = capsys.readouterr().out
+    assert f"fa-orthogonal: the run in {rerun} replaces the one in {merged}" in said
+    s2 = json.loads((tmp_path / "m2" / "summary.json").read_text())
+    assert s2["fa-orthogonal"]["test_mse"] == 0.5 and s2["pbp-gaussian"] == sa["pbp-gaussian"]
+    for folders, says in (([a, c], "epochs differ"), ([a, tmp_path / "none"], "not a results folder")):
         with pytest.raises(SystemExit):
             mod.EX.run(mod.main, ["--merge", *map(str, folders), "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err

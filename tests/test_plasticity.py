@@ -186,3 +186,35 @@ def test_specs_are_immutable():
 
     with pytest.raises(FrozenInstanceError):
         r.epsilon = 0.7
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_pinv_survives_a_single_precision_svd_that_fails(lib, monkeypatch):
+    """A float32 SVD that does not converge (seen on orthogonally initialised autoencoder weights a
+    few steps in) is redone in float64: PBP's operator is still W⁺, in float32; a float64 failure
+    is not hidden."""
+    import torch
+
+    from plasticity import _array, make_rule
+
+    rng = np.random.default_rng(0)
+    W64 = rng.standard_normal((7, 11))
+    want = np.linalg.pinv(W64)
+    if lib == "numpy":
+        mod, W, err = np.linalg, W64.astype(np.float32), np.linalg.LinAlgError
+    else:
+        mod, W, err = torch.linalg, torch.tensor(W64, dtype=torch.float32), torch.linalg.LinAlgError
+    real = mod.pinv
+
+    def failing_in_single(a, *args, **kw):
+        if a.dtype in (np.float32, torch.float32):
+            raise err("SVD did not converge")
+        return real(a, *args, **kw)
+
+    monkeypatch.setattr(mod, "pinv", failing_in_single)
+    got = make_rule("pbp").operator(W)
+    assert got.dtype == W.dtype
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=1e-5, atol=1e-6)  # float32 of W⁺
+    with pytest.raises(err):
+        monkeypatch.setattr(mod, "pinv", lambda a, *args, **kw: (_ for _ in ()).throw(err("no")))
+        _array.ops(W64 if lib == "numpy" else torch.tensor(W64)).pinv(W64 if lib == "numpy" else torch.tensor(W64))

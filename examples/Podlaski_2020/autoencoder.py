@@ -199,7 +199,9 @@ def summary(res: dict) -> dict:
 
 def merge(folders) -> dict:
     """The results of earlier runs of this script (their ``curves.json`` and ``summary.json``), each
-    with some of the conditions, as one result; every setting but the conditions must agree."""
+    with some of the conditions, as one result; every setting but the conditions must agree.  A
+    condition found in several folders is taken from the last (a rerun replaces the earlier run;
+    ``res["replaced"]`` says which)."""
     import json
     from pathlib import Path
 
@@ -212,17 +214,20 @@ def merge(folders) -> dict:
             raise ValueError(f"--merge {folder}: not a results folder of this script ({e})") from None
         p = curves.pop("params")
         if res is None:
-            res = {"params": {**p, "conditions": []}, "baselines": s["baselines"], "from": []}
+            res = {"params": {**p, "conditions": []}, "baselines": s["baselines"], "from": [], "origin": {},
+                   "replaced": []}
         diff = sorted(k for k in set(p) | set(res["params"]) if k not in ("conditions", "quick", "data_dir", "merged_from")
                       and p.get(k) != res["params"].get(k))
         if diff:
             raise ValueError(f"--merge {folder}: its {', '.join(diff)} differ from {res['from'][0]}'s; "
                              "only runs with the same settings merge")
         for name, c in curves.items():
-            if name in res:
-                raise ValueError(f"--merge {folder}: condition {name} is in an earlier folder too")
+            if name in res["origin"]:
+                res["replaced"].append(f"{name}: the run in {folder} replaces the one in {res['origin'][name]}")
+            else:
+                res["params"]["conditions"].append(name)
             res[name] = {**c, **{k: s[name][k] for k in ("learns", "seconds", "diverged")}}
-            res["params"]["conditions"].append(name)
+            res["origin"][name] = str(folder)
         res["from"].append(str(folder))
     return res
 
@@ -251,7 +256,9 @@ def main(argv=None) -> int:
             res = merge(args.merge)
         except ValueError as e:
             ap.error(str(e))
-        p = {**res["params"], "merged_from": res["from"]}
+        p = {**res["params"], "merged_from": res["origin"]}
+        for line in res["replaced"]:
+            print(line)
     else:
         p = {**default_params(args.quick), **EX.seed_params(args), "data_dir": args.data_dir}
         for key in ("conditions", "epochs", "n_train", "lr"):
