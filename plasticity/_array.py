@@ -20,12 +20,15 @@ class _NumpyOps:
 
     @staticmethod
     def pinv(a):
+        single = a.dtype != np.float64  # see _TorchOps.pinv
         try:
-            return np.linalg.pinv(a)
-        except np.linalg.LinAlgError:  # see _TorchOps.pinv
-            if a.dtype == np.float64:
+            r = np.linalg.pinv(a)
+            if not single or np.isfinite(r).all() or not np.isfinite(a).all():
+                return r
+        except np.linalg.LinAlgError:
+            if not single:
                 raise
-            return np.linalg.pinv(a.astype(np.float64)).astype(a.dtype)
+        return np.linalg.pinv(a.astype(np.float64)).astype(a.dtype)
 
     @staticmethod
     def solve(a, b):
@@ -91,15 +94,20 @@ class _TorchOps:
         self.t = torch
 
     def pinv(self, a):
-        """``a⁺``.  A single-precision SVD can fail to converge on a matrix whose singular values
-        cluster (an orthogonally initialised W a few updates in); that matrix is then inverted in
-        double precision and the result cast back, so that no rule stops on a solvable case."""
+        """``a⁺``.  A single-precision SVD can fail on a finite matrix whose singular values cluster
+        (an orthogonally initialised W a few hundred updates in): it raises that it did not
+        converge, or (MKL, one thread) returns NaN.  That matrix is then inverted in double
+        precision and the result cast back, so that no rule stops on a solvable case."""
+        t = self.t
+        single = a.dtype != t.float64
         try:
-            return self.t.linalg.pinv(a)
-        except self.t.linalg.LinAlgError:
-            if a.dtype == self.t.float64:
+            r = t.linalg.pinv(a)
+            if not single or bool(t.isfinite(r).all()) or not bool(t.isfinite(a).all()):
+                return r
+        except t.linalg.LinAlgError:
+            if not single:
                 raise
-            return self.t.linalg.pinv(a.double()).to(a.dtype)
+        return t.linalg.pinv(a.double()).to(a.dtype)
 
     def solve(self, a, b):
         return self.t.linalg.solve(a, b)

@@ -188,11 +188,13 @@ def test_specs_are_immutable():
         r.epsilon = 0.7
 
 
+@pytest.mark.parametrize("failure", ["raises", "nan"])
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
-def test_pinv_survives_a_single_precision_svd_that_fails(lib, monkeypatch):
-    """A float32 SVD that does not converge (seen on orthogonally initialised autoencoder weights a
-    few steps in) is redone in float64: PBP's operator is still W⁺, in float32; a float64 failure
-    is not hidden."""
+def test_pinv_survives_a_single_precision_svd_that_fails(lib, failure, monkeypatch):
+    """A float32 SVD that fails on a finite matrix (seen on orthogonally initialised autoencoder
+    weights a few hundred steps in: it raises, or with MKL on one thread returns NaN) is redone in
+    float64: PBP's operator is still W⁺, in float32.  A float64 failure, and NaN from a NaN input,
+    are not hidden."""
     import torch
 
     from plasticity import _array, make_rule
@@ -201,20 +203,30 @@ def test_pinv_survives_a_single_precision_svd_that_fails(lib, monkeypatch):
     W64 = rng.standard_normal((7, 11))
     want = np.linalg.pinv(W64)
     if lib == "numpy":
-        mod, W, err = np.linalg, W64.astype(np.float32), np.linalg.LinAlgError
+        mod, W, err, nan = np.linalg, W64.astype(np.float32), np.linalg.LinAlgError, np.full_like
     else:
         mod, W, err = torch.linalg, torch.tensor(W64, dtype=torch.float32), torch.linalg.LinAlgError
+        nan = torch.full_like
     real = mod.pinv
 
     def failing_in_single(a, *args, **kw):
         if a.dtype in (np.float32, torch.float32):
-            raise err("SVD did not converge")
+            if failure == "raises":
+                raise err("SVD did not converge")
+            return nan(a.T, float("nan"))
         return real(a, *args, **kw)
 
     monkeypatch.setattr(mod, "pinv", failing_in_single)
     got = make_rule("pbp").operator(W)
     assert got.dtype == W.dtype
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=1e-5, atol=1e-6)  # float32 of W⁺
+    bad = W * float("nan")  # NaN in, NaN (or the error) out: the fallback does not hide it
+    if failure == "nan":
+        assert not np.isfinite(np.asarray(make_rule("pbp").operator(bad), dtype=np.float64)).any()
+    else:
+        with pytest.raises(err):
+            make_rule("pbp").operator(bad)
+    W_double = W64 if lib == "numpy" else torch.tensor(W64)
+    monkeypatch.setattr(mod, "pinv", lambda a, *args, **kw: (_ for _ in ()).throw(err("no")))
     with pytest.raises(err):
-        monkeypatch.setattr(mod, "pinv", lambda a, *args, **kw: (_ for _ in ()).throw(err("no")))
-        _array.ops(W64 if lib == "numpy" else torch.tensor(W64)).pinv(W64 if lib == "numpy" else torch.tensor(W64))
+        _array.ops(W_double).pinv(W_double)
