@@ -13,6 +13,18 @@ from bridge.app.runs import run_experiment
 SWEEPS = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
 
 
+SMALL = {"n_train": 256, "n_test": 128, "epochs": 1, "evals_per_epoch": 2}
+
+
+def _small(path, data_dir):
+    """A sweep file at the SMALL size, seed 0 only (one torch thread, as the sweep's workers)."""
+    sweep = sw.load_sweep(path)
+    sweep.base.update(SMALL, data_dir=str(data_dir))
+    sweep.grid["seed"] = [0]
+    torch.set_num_threads(1)
+    return sweep
+
+
 def _sweep_runs(sweep, out, example, params, monkeypatch) -> dict:
     """rule → (final test error, test loss) of each run of ``sweep``.  The first run loads its data as
     credit train does; the others and then the example reuse the example's own load (reading MNIST
@@ -37,14 +49,11 @@ def test_cameron_sweep_is_the_example(shared_data, tmp_path, monkeypatch):
     """examples/sweeps/cameron_mnist.toml at a small size gives, rule for rule, the test errors and
     losses of examples/Cameron_2025/results.py at the same size (seed 0: the RF noise seed the file
     fixes); float32, the same arithmetic, so equal."""
-    small = {"n_train": 256, "n_test": 128, "epochs": 1, "evals_per_epoch": 2}
-    sweep = sw.load_sweep(SWEEPS / "cameron_mnist.toml")
-    sweep.base.update(small, data_dir=str(shared_data))
-    sweep.grid["seed"] = [0]
-    torch.set_num_threads(1)
+    sweep = _small(SWEEPS / "cameron_mnist.toml", shared_data)
     example = load_example("Cameron_2025/results")
-    got = _sweep_runs(sweep, tmp_path, example, {**small, "task": "mnist", "seed": 0, "data_dir": str(shared_data)}, monkeypatch)
-    res = example.simulate({**small, "seed": 0, "data_dir": str(shared_data)})
+    params = {**SMALL, "seed": 0, "data_dir": str(shared_data)}
+    got = _sweep_runs(sweep, tmp_path, example, {**params, "task": "mnist"}, monkeypatch)
+    res = example.simulate(params)
     want = {r: (v["test_error"][-1], v["test_loss"][-1]) for r, v in res["runs"].items()}
     assert set(got) == {"bp", "fa", "rf", "rf-exact"} == set(want)
     assert got == want
@@ -53,15 +62,11 @@ def test_cameron_sweep_is_the_example(shared_data, tmp_path, monkeypatch):
 def test_lansdell_fig1_sweep_is_the_example(shared_data, tmp_path, monkeypatch):
     """examples/sweeps/lansdell_fig1.toml at a small size gives, rule for rule, the test errors and
     losses of examples/Lansdell_2019/fig1.py with the same settings (seed 0: NP's noise seed)."""
-    small = {"n_train": 256, "n_test": 128, "epochs": 1, "evals_per_epoch": 2}
-    sweep = sw.load_sweep(SWEEPS / "lansdell_fig1.toml")
-    sweep.base.update(small, data_dir=str(shared_data))
-    sweep.grid["seed"] = [0]
-    torch.set_num_threads(1)
+    sweep = _small(SWEEPS / "lansdell_fig1.toml", shared_data)
     example = load_example("Lansdell_2019/fig1")
-    got = _sweep_runs(sweep, tmp_path, example, {**small, "data_dir": str(shared_data)}, monkeypatch)
+    got = _sweep_runs(sweep, tmp_path, example, {**SMALL, "data_dir": str(shared_data)}, monkeypatch)
     settings = {run.config.rule: {"lr": run.config.lr, **run.config.rule_params} for run in sw.expand(sweep, tmp_path)}
-    res = example.simulate({**small, "settings": settings, "data_dir": str(shared_data)})
+    res = example.simulate({**SMALL, "settings": settings, "data_dir": str(shared_data)})
     want = {r: (v["test_error"][-1], v["test_loss"][-1]) for r, v in res["per_seed"][0].items()}
     assert set(got) == {"bp", "fa", "np"} == set(want)
     assert got == want
