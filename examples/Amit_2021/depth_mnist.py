@@ -33,24 +33,21 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.app.examples import Example
+from bridge.app.examples import Example, load_example
 from bridge.app.plots import mean_sd, mean_sd_curves
 from plasticity import rule_parameters
 
 RULES = ("bp", "urfb", "frfb")
 COLORS = {"bp": "tab:green", "urfb": "tab:blue", "frfb": "tab:red"}  # the paper's Fig. 4/7 colours
 
+S = load_example(Path(__file__).with_name("_settings.py"))
+
 DEFAULTS = {
     "depths": {"2 hidden": (784, 500, 500, 10), "4 hidden": (784, 500, 500, 500, 500, 10)},
     "rules": RULES,
     "seeds": (0, 1, 2),
     "epochs": 6,
-    "lr": 0.05,
-    "batch_size": 100,
-    "mu": 1.0,
-    "epsilon": 1.0,
-    "weight_scale": 0.07,
-    "feedback_scale": 0.07,
+    **S.MNIST_TRAINING,  # lr 0.05, batch 100, μ = 1, ε = 1, W and R ~ U(±0.07)
     "n_train": None,   # all 60 000 training images (an int takes the first n)
     "n_test": None,    # all 10 000
     "evals_per_epoch": 1,

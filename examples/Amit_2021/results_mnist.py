@@ -27,10 +27,11 @@ Data: ``--data-dir`` or ``CREDIT_DATA_DIR`` (a folder holding ``mnist/`` or the 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
-from bridge.app.examples import Example
+from bridge.app.examples import Example, load_example
 from bridge.app.plots import mean_sd, mean_sd_curves
 
 NAME = "results_mnist"
@@ -46,17 +47,14 @@ CONDITIONS = {
     "frfb-50": {"rule": "frfb", "loss": "hinge", "sparsity": 0.5, "feedback_sparsity": 0.5},
 }
 
+S = load_example(Path(__file__).with_name("_settings.py"))
+
 DEFAULTS = {
     "sizes": (784, 500, 500, 10),
     "conditions": list(CONDITIONS),
     "seeds": (0, 1, 2),
     "epochs": 3,
-    "lr": 0.05,
-    "batch_size": 100,
-    "mu": 1.0,
-    "epsilon": 1.0,
-    "weight_scale": 0.07,
-    "feedback_scale": 0.07,
+    **S.MNIST_TRAINING,  # lr 0.05, batch 100, μ = 1, ε = 1, W and R ~ U(±0.07)
     "n_train": 20000,
     "n_test": 10000,
     "evals_per_epoch": 2,
